@@ -1,0 +1,63 @@
+//! pkic compiles a declarative `pki.toml` into the keys, certificates, CA bundles,
+//! kubeconfigs and component flag files of a Kubernetes cluster.
+//!
+//! The modules are the stages of the pipeline, in order: [`manifest`] (TOML to raw
+//! types), [`model`] (validated, resolved types), [`graph`] (dependency order),
+//! [`issue`] (keys and certificates), [`render`] (kubeconfigs and flag files),
+//! [`emit`] (files on disk), [`verify`] (chains and Kubernetes trust rules) and
+//! [`golden`] (public outputs and their comparison).
+
+pub mod diag;
+pub mod emit;
+pub mod golden;
+pub mod graph;
+pub mod issue;
+pub mod manifest;
+pub mod model;
+pub mod pipeline;
+pub mod render;
+pub mod verify;
+
+/// How much a run prints on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+/// Progress and warning lines on stderr; stdout is left for results.
+#[derive(Debug, Clone, Copy)]
+pub struct Reporter {
+    pub verbosity: Verbosity,
+}
+
+impl Reporter {
+    /// A line per artefact, shown at normal verbosity.
+    pub fn progress(&self, line: &str) {
+        if self.verbosity >= Verbosity::Normal {
+            eprintln!("{line}");
+        }
+    }
+
+    /// A line shown only with `-v`.
+    pub fn detail(&self, line: &str) {
+        if self.verbosity >= Verbosity::Verbose {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Warnings are shown unless `-q`.
+    pub fn warn(&self, text: &str) {
+        if self.verbosity >= Verbosity::Normal {
+            eprintln!("{}", text.trim_end());
+        }
+    }
+
+    /// The closing line of a run, shown unless `-q`.
+    pub fn summary(&self, line: &str) {
+        if self.verbosity >= Verbosity::Normal {
+            eprintln!("{line}");
+        }
+    }
+}

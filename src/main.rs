@@ -1,0 +1,117 @@
+//! Command line of pkic: parses arguments, dispatches to the pipeline, and maps the
+//! result to an exit code (0 ok, 1 check failed, 2 invalid input, 3 I/O error).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use pkic::pipeline::{self, BuildOptions, Failure};
+use pkic::{Reporter, Verbosity};
+
+/// Compile a declarative pki.toml into a Kubernetes cluster PKI: keys, certificates,
+/// CA bundles, kubeconfigs and component flag files.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pkic",
+    version,
+    after_help = "Exit codes: 0 success; 1 verification failed or outputs differ from --check; \
+                  2 invalid manifest or command line; 3 reading or writing files failed."
+)]
+struct Cli {
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Also print every file written.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build every key, certificate, bundle, kubeconfig and flag file of a manifest.
+    Build(BuildArgs),
+    /// Print the objects of a manifest in dependency order, issuers first.
+    Graph(ManifestArgs),
+}
+
+#[derive(Debug, Args)]
+struct ManifestArgs {
+    /// Manifest to read.
+    #[arg(short, long, default_value = "pki.toml")]
+    manifest: PathBuf,
+    /// Value of a ${NAME} variable in the manifest; may repeat. Overrides the environment.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    set: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+struct BuildArgs {
+    #[command(flatten)]
+    manifest: ManifestArgs,
+    /// Directory to write the outputs under.
+    #[arg(short, long, default_value = "out")]
+    out: PathBuf,
+    /// Directory of template overrides; files named like the built-in templates replace them.
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
+    /// Compare the public outputs with DIR, print a unified diff, write nothing, and exit 1
+    /// when they differ.
+    #[arg(long, value_name = "DIR", conflicts_with = "update_golden")]
+    check: Option<PathBuf>,
+    /// Replace the contents of DIR with the public outputs (the golden files), and write
+    /// nothing else.
+    #[arg(long, value_name = "DIR")]
+    update_golden: Option<PathBuf>,
+}
+
+fn parse_assignment(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("`{text}` is not NAME=VALUE")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbosity = if cli.quiet {
+        Verbosity::Quiet
+    } else if cli.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    };
+    let reporter = Reporter { verbosity };
+    let result = match cli.command {
+        Command::Build(args) => {
+            let options = BuildOptions {
+                manifest: args.manifest.manifest,
+                out: args.out,
+                set: args.manifest.set.into_iter().collect::<BTreeMap<_, _>>(),
+                templates: args.templates,
+                check: args.check,
+                update_golden: args.update_golden,
+            };
+            pipeline::build(&options, &reporter)
+        }
+        Command::Graph(args) => graph(&args, &reporter),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("{}", failure.message().trim_end());
+            ExitCode::from(failure.exit_code() as u8)
+        }
+    }
+}
+
+fn graph(args: &ManifestArgs, reporter: &Reporter) -> Result<(), Failure> {
+    let set = args.set.iter().cloned().collect();
+    let loaded = pipeline::load(&args.manifest, &set, reporter)?;
+    for key in &loaded.order {
+        println!("{key}");
+    }
+    Ok(())
+}

@@ -1,0 +1,712 @@
+//! Leaf certificates and kubeconfigs: role defaults, SAN derivation, per-node expansion
+//! and the Kubernetes identity rules that a wrong manifest would break.
+
+use std::net::IpAddr;
+
+use super::roles::Role;
+use super::values::{self, San};
+use super::{
+    Binding, Bundle, Ca, Cert, Checker, Cluster, Kubeconfig, Node, Subject, Usage, check_id,
+    check_subject, hint, reference_help,
+};
+use crate::manifest::{RawCert, RawKubeconfig, RawSubject};
+
+pub(super) fn check_certs(
+    checker: &mut Checker,
+    cluster: &Cluster,
+    nodes: &[Node],
+    cas: &[Ca],
+    bindings: &[Binding],
+) -> Vec<Cert> {
+    let mut certs = Vec::new();
+    for (id, raw) in &checker.raw.cert {
+        let path = format!("cert.{id}");
+        check_id(checker, &path, id);
+        if let Some(cert) = check_cert(checker, &path, id, raw, None, cluster, cas, bindings) {
+            certs.push(cert);
+        }
+    }
+    for (template, raw) in &checker.raw.per_node.cert {
+        let path = format!("per-node.cert.{template}");
+        check_id(checker, &path, template);
+        if checker.raw.cert.contains_key(template) {
+            checker
+                .error(
+                    path.clone(),
+                    format!("`{template}` is also a top-level certificate"),
+                )
+                .help = Some("give the per-node template another name".into());
+        }
+        for node in select_nodes(nodes, raw.node_roles.as_ref()) {
+            let id = format!("{}/{template}", node.name);
+            let raw = substitute_node(raw, &node.name);
+            if let Some(cert) = check_cert(
+                checker,
+                &path,
+                &id,
+                &raw,
+                Some(node),
+                cluster,
+                cas,
+                bindings,
+            ) {
+                certs.push(cert);
+            }
+        }
+    }
+    check_unique_identities(checker, &certs);
+    certs
+}
+
+/// Returns the nodes that a per-node template applies to.
+pub(super) fn select_nodes<'n>(nodes: &'n [Node], roles: Option<&Vec<String>>) -> Vec<&'n Node> {
+    nodes
+        .iter()
+        .filter(|n| roles.is_none_or(|roles| roles.iter().any(|r| n.roles.contains(r))))
+        .collect()
+}
+
+fn substitute_node(raw: &RawCert, node: &str) -> RawCert {
+    let replace = |s: &String| s.replace("{node}", node);
+    let mut raw = raw.clone();
+    raw.sans = raw.sans.iter().map(replace).collect();
+    raw.cert_file = raw.cert_file.as_ref().map(replace);
+    raw.key_file = raw.key_file.as_ref().map(replace);
+    if let Some(subject) = &mut raw.subject {
+        subject.cn = subject.cn.as_ref().map(replace);
+    }
+    raw
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_cert(
+    checker: &mut Checker,
+    path: &str,
+    id: &str,
+    raw: &RawCert,
+    node: Option<&Node>,
+    cluster: &Cluster,
+    cas: &[Ca],
+    bindings: &[Binding],
+) -> Option<Cert> {
+    let role = match &raw.role {
+        Some(text) => match Role::parse(text) {
+            Some(role) => Some(role),
+            None => {
+                checker
+                    .error(format!("{path}.role"), format!("unknown role `{text}`"))
+                    .help = Some(hint(text, &Role::NAMES));
+                return None;
+            }
+        },
+        None => None,
+    };
+    if let (Some(role), None) = (role, node)
+        && role.is_per_node()
+    {
+        checker
+            .error(
+                format!("{path}.role"),
+                format!(
+                    "role `{}` names one node, so it cannot be a single shared certificate",
+                    role.name()
+                ),
+            )
+            .help = Some(format!(
+            "move it to [per-node.cert.{}] so each node gets its own",
+            path.rsplit('.').next().unwrap_or(id)
+        ));
+    }
+
+    let issuer = cas.iter().find(|c| c.id == raw.issuer);
+    if issuer.is_none() {
+        let help = reference_help(&raw.issuer, checker.raw.ca.keys());
+        checker
+            .error(
+                format!("{path}.issuer"),
+                format!(
+                    "certificate `{id}` names issuer `{}`, which is not a declared CA",
+                    raw.issuer
+                ),
+            )
+            .help = Some(help);
+    }
+
+    let usage = match (&raw.usage, role) {
+        (Some(text), _) => match Usage::parse(text) {
+            Some(usage) => usage,
+            None => {
+                checker
+                    .error(format!("{path}.usage"), format!("unknown usage `{text}`"))
+                    .help = Some(hint(text, &Usage::NAMES));
+                return None;
+            }
+        },
+        (None, Some(role)) => role.default_usage(),
+        (None, None) => {
+            checker
+                .error(
+                    format!("{path}.usage"),
+                    "a certificate without a role needs a usage",
+                )
+                .help = Some("set `usage` to `server`, `client` or `both`, or set a `role`".into());
+            return None;
+        }
+    };
+
+    let subject = resolve_subject(checker, path, raw.subject.as_ref(), role, node);
+    let sans = resolve_sans(checker, path, raw, role, node, cluster);
+    let key = checker.key_spec(path, raw.key_algorithm.as_ref(), raw.key_format.as_ref());
+    let validity = checker.duration(
+        &format!("{path}.validity"),
+        raw.validity.as_ref(),
+        checker.defaults.validity,
+    );
+    let leaf_name = path.rsplit('.').next().unwrap_or(id).to_string();
+    let node_name = node.map(|n| n.name.as_str());
+    let cert_file = checker.output(
+        &format!("{path}.cert-file"),
+        raw.cert_file.as_ref(),
+        format!("pki/{leaf_name}.crt"),
+        node_name,
+    );
+    let key_file = checker.output(
+        &format!("{path}.key-file"),
+        raw.key_file.as_ref(),
+        format!("pki/{leaf_name}.key"),
+        node_name,
+    );
+
+    let cert = Cert {
+        id: id.to_string(),
+        origin: path.to_string(),
+        node: node.map(|n| n.name.clone()),
+        issuer: raw.issuer.clone(),
+        role,
+        subject,
+        sans,
+        usage,
+        key,
+        validity,
+        binding: raw.binding.clone(),
+        cert_file,
+        key_file,
+    };
+    if let Some(issuer) = issuer {
+        check_validity_within_issuer(checker, &cert, issuer);
+    }
+    check_role_rules(checker, &cert, bindings);
+    Some(cert)
+}
+
+fn resolve_subject(
+    checker: &mut Checker,
+    path: &str,
+    raw: Option<&RawSubject>,
+    role: Option<Role>,
+    node: Option<&Node>,
+) -> Subject {
+    let subject_path = format!("{path}.subject");
+    let mut subject = match raw {
+        Some(raw) if role.is_none() => return check_subject(checker, &subject_path, raw),
+        Some(raw) => {
+            let mut raw = raw.clone();
+            if raw.cn.is_none() {
+                raw.cn = role.map(|r| r.default_subject(node.map(|n| n.name.as_str())).0);
+            }
+            check_subject(checker, &subject_path, &raw)
+        }
+        None => Subject::default(),
+    };
+    if let (Some(role), None) = (role, raw) {
+        let (cn, organizations) = role.default_subject(node.map(|n| n.name.as_str()));
+        subject.common_name = Some(cn);
+        subject.organizations = organizations;
+    }
+    if role.is_none() && raw.is_none() {
+        checker
+            .error(subject_path, "a certificate without a role needs a subject")
+            .help = Some("set `subject = { cn = \"...\" }` or set a `role`".into());
+    }
+    subject
+}
+
+fn resolve_sans(
+    checker: &mut Checker,
+    path: &str,
+    raw: &RawCert,
+    role: Option<Role>,
+    node: Option<&Node>,
+    cluster: &Cluster,
+) -> Vec<San> {
+    let mut sans = Vec::new();
+    match role {
+        Some(Role::Apiserver) => {
+            let domain = &cluster.dns_domain;
+            for name in [
+                "kubernetes".to_string(),
+                "kubernetes.default".into(),
+                "kubernetes.default.svc".into(),
+                format!("kubernetes.default.svc.{domain}"),
+            ] {
+                sans.push(San::Dns(name));
+            }
+            sans.extend(cluster.service_ips.iter().copied().map(San::Ip));
+            sans.extend(cluster.advertise_address.map(San::Ip));
+            sans.extend(cluster.server_hosts.iter().cloned());
+            if let Some(node) = node {
+                sans.push(San::Dns(node.name.clone()));
+                sans.extend(node.ips.iter().copied().map(San::Ip));
+            }
+        }
+        Some(Role::KubeletServing) => {
+            if let Some(node) = node {
+                sans.push(San::Dns(node.name.clone()));
+                sans.extend(node.dns.iter().cloned().map(San::Dns));
+                sans.extend(node.ips.iter().copied().map(San::Ip));
+            }
+        }
+        Some(Role::EtcdServer | Role::EtcdPeer) => {
+            if let Some(node) = node {
+                sans.push(San::Dns(node.name.clone()));
+                sans.extend(node.dns.iter().cloned().map(San::Dns));
+            }
+            sans.push(San::Dns("localhost".into()));
+            if let Some(node) = node {
+                sans.extend(node.ips.iter().copied().map(San::Ip));
+            }
+            sans.push(San::Ip(IpAddr::from([127, 0, 0, 1])));
+            sans.push(San::Ip("::1".parse().expect("valid IPv6 literal")));
+        }
+        _ => {}
+    }
+    for (i, text) in raw.sans.iter().enumerate() {
+        match San::parse(text) {
+            Ok(san) => sans.push(san),
+            Err(message) => {
+                checker.error(format!("{path}.sans[{i}]"), message);
+            }
+        }
+    }
+    if role == Some(Role::Apiserver) {
+        check_service_ip_sans(checker, path, raw, cluster);
+    }
+    let mut unique = Vec::new();
+    for san in sans {
+        if !unique.contains(&san) {
+            unique.push(san);
+        }
+    }
+    unique
+}
+
+/// Warns about an apiserver IP SAN that looks like the ClusterIP of another service range
+/// (a private `.1` address outside `cluster.service-cidr`): hand setups often type the SAN
+/// and `--service-cluster-ip-range` in two places, and they drift apart.
+fn check_service_ip_sans(checker: &mut Checker, path: &str, raw: &RawCert, cluster: &Cluster) {
+    for (i, text) in raw.sans.iter().enumerate() {
+        let Ok(ip) = text.parse::<IpAddr>() else {
+            continue;
+        };
+        let is_first_of_a_range = match ip {
+            IpAddr::V4(v4) => v4.octets()[3] == 1 && v4.is_private(),
+            IpAddr::V6(_) => false,
+        };
+        let in_service_range = cluster.service_cidrs.iter().any(|net| net.contains(&ip));
+        let is_node_or_server =
+            cluster.advertise_address == Some(ip) || cluster.server_hosts.contains(&San::Ip(ip));
+        if is_first_of_a_range && !in_service_range && !is_node_or_server {
+            let ranges: Vec<String> = cluster
+                .service_cidrs
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            checker
+                .warning(
+                    format!("{path}.sans[{i}]"),
+                    format!(
+                        "IP SAN {ip} looks like the service IP of another range, but \
+                     cluster.service-cidr is {}, whose service IP the certificate gets \
+                     automatically",
+                        ranges.join(",")
+                    ),
+                )
+                .help = Some(
+                "set cluster.service-cidr to the range the apiserver really uses and \
+                 remove this SAN"
+                    .into(),
+            );
+        }
+    }
+}
+
+fn check_validity_within_issuer(checker: &mut Checker, cert: &Cert, issuer: &Ca) {
+    if cert.validity > issuer.validity {
+        checker
+            .error(
+                format!("{}.validity", cert.origin),
+                format!(
+                    "certificate `{}` would be valid for {}, past its issuer `{}` ({})",
+                    cert.id,
+                    values::format_duration(cert.validity),
+                    issuer.id,
+                    values::format_duration(issuer.validity)
+                ),
+            )
+            .help = Some(format!(
+            "shorten `validity` to at most `{}`, or lengthen the CA's",
+            values::format_duration(issuer.validity)
+        ));
+    }
+}
+
+fn check_role_rules(checker: &mut Checker, cert: &Cert, bindings: &[Binding]) {
+    let path = &cert.origin;
+    let cn = cert.subject.common_name.clone().unwrap_or_default();
+    let orgs = &cert.subject.organizations;
+
+    if cert.usage.serves() && cert.sans.is_empty() {
+        let suggestion = if cn.is_empty() {
+            "the host name".to_string()
+        } else {
+            format!("\"{cn}\"")
+        };
+        checker
+            .error(
+                format!("{path}.sans"),
+                format!(
+                    "certificate `{}` serves TLS but has no subject alternative name; Go's \
+                 crypto/x509 ignores the common name, so no client can verify it",
+                    cert.id
+                ),
+            )
+            .help = Some(format!(
+            "add the host names clients dial, such as `sans = [{suggestion}]`"
+        ));
+    }
+
+    match cert.role {
+        Some(Role::KubeletClient) => {
+            let node = cert.node.clone().unwrap_or_default();
+            let expected = format!("system:node:{node}");
+            if cn != expected || !orgs.iter().any(|o| o == "system:nodes") {
+                checker
+                    .error(
+                        format!("{path}.subject"),
+                        format!(
+                            "kubelet client `{}` has subject CN={cn:?} O={orgs:?}; the Node \
+                         authorizer accepts only CN=\"{expected}\" with O=\"system:nodes\"",
+                            cert.id
+                        ),
+                    )
+                    .help = Some("remove `subject`: the role derives it from the node name".into());
+            }
+        }
+        Some(Role::Admin) => check_admin_groups(checker, cert, bindings),
+        Some(role @ (Role::ControllerManager | Role::Scheduler)) => {
+            let required = role.required_common_name().unwrap_or_default();
+            if cn != required {
+                checker.warning(
+                    format!("{path}.subject.cn"),
+                    format!(
+                        "role `{}` usually has CN \"{required}\", the user that Kubernetes' \
+                         default RBAC bindings grant rights to; \"{cn}\" needs its own binding",
+                        role.name()
+                    ),
+                );
+            }
+        }
+        Some(role @ (Role::EtcdServer | Role::EtcdPeer)) if cert.usage != Usage::Both => {
+            checker
+                .warning(
+                    format!("{path}.usage"),
+                    format!(
+                        "etcd {} certificate `{}` lacks {}: etcd presents it as a client too \
+                     (its gateway and peers), which fails under --client-cert-auth",
+                        if role == Role::EtcdServer {
+                            "server"
+                        } else {
+                            "peer"
+                        },
+                        cert.id,
+                        if cert.usage == Usage::Server {
+                            "clientAuth"
+                        } else {
+                            "serverAuth"
+                        }
+                    ),
+                )
+                .help = Some("remove `usage`: the role sets `both`".into());
+        }
+        Some(Role::Apiserver) if !cert.usage.serves() => {
+            checker
+                .error(
+                    format!("{path}.usage"),
+                    "the apiserver certificate must allow server use",
+                )
+                .help = Some("remove `usage`: the role sets `server`".into());
+        }
+        _ => {}
+    }
+    if cert.binding.is_some() && !matches!(cert.role, Some(Role::Admin)) {
+        check_binding_reference(checker, cert, bindings);
+    }
+}
+
+/// An admin needs O=system:masters, or a group that a declared binding grants rights to.
+fn check_admin_groups(checker: &mut Checker, cert: &Cert, bindings: &[Binding]) {
+    let path = &cert.origin;
+    let orgs = &cert.subject.organizations;
+    if let Some(binding) = check_binding_reference(checker, cert, bindings) {
+        if !orgs.contains(&binding.group) {
+            checker
+                .error(
+                    format!("{path}.subject.o"),
+                    format!(
+                        "admin `{}` relies on binding `{}` for group \"{}\", but its subject \
+                     has no such organization",
+                        cert.id, binding.id, binding.group
+                    ),
+                )
+                .help = Some(format!("add \"{}\" to `subject.o`", binding.group));
+        }
+        return;
+    }
+    if !orgs.iter().any(|o| o == "system:masters") {
+        checker.warning(
+            format!("{path}.subject.o"),
+            format!(
+                "admin `{}` has no group that grants rights (O={orgs:?}): with RBAC it \
+                 can do nothing",
+                cert.id
+            ),
+        )
+        .help = Some(
+            "add `o = \"system:masters\"`, or name a [binding] in `binding` and put its group in `o`"
+                .into(),
+        );
+    }
+}
+
+fn check_binding_reference<'b>(
+    checker: &mut Checker,
+    cert: &Cert,
+    bindings: &'b [Binding],
+) -> Option<&'b Binding> {
+    let name = cert.binding.as_ref()?;
+    let found = bindings.iter().find(|b| &b.id == name);
+    if found.is_none() {
+        let help = reference_help(name, checker.raw.binding.keys());
+        checker
+            .error(
+                format!("{}.binding", cert.origin),
+                format!(
+                    "certificate `{}` names binding `{name}`, which is not declared",
+                    cert.id
+                ),
+            )
+            .help = Some(help);
+    }
+    found
+}
+
+/// Rejects two kubelet client certificates with one identity.
+fn check_unique_identities(checker: &mut Checker, certs: &[Cert]) {
+    let kubelets: Vec<&Cert> = certs
+        .iter()
+        .filter(|c| c.role == Some(Role::KubeletClient))
+        .collect();
+    for (i, a) in kubelets.iter().enumerate() {
+        for b in &kubelets[i + 1..] {
+            if a.subject.common_name == b.subject.common_name {
+                checker.error(
+                    format!("{}.subject", b.origin),
+                    format!("`{}` and `{}` share one node identity", a.id, b.id),
+                );
+            }
+        }
+    }
+}
+
+pub(super) fn check_kubeconfigs(
+    checker: &mut Checker,
+    cluster: &Cluster,
+    nodes: &[Node],
+    cas: &[Ca],
+    bundles: &[Bundle],
+    certs: &[Cert],
+) -> Vec<Kubeconfig> {
+    let mut kubeconfigs = Vec::new();
+    for (id, raw) in &checker.raw.kubeconfig {
+        let path = format!("kubeconfig.{id}");
+        check_id(checker, &path, id);
+        let kubeconfig =
+            check_kubeconfig(checker, &path, id, raw, None, cluster, cas, bundles, certs);
+        kubeconfigs.push(kubeconfig);
+    }
+    for (template, raw) in &checker.raw.per_node.kubeconfig {
+        let path = format!("per-node.kubeconfig.{template}");
+        check_id(checker, &path, template);
+        for node in select_nodes(nodes, raw.node_roles.as_ref()) {
+            let id = format!("{}/{template}", node.name);
+            let kubeconfig = check_kubeconfig(
+                checker,
+                &path,
+                &id,
+                raw,
+                Some(node),
+                cluster,
+                cas,
+                bundles,
+                certs,
+            );
+            kubeconfigs.push(kubeconfig);
+        }
+    }
+    check_shared_users(checker, &kubeconfigs, certs);
+    kubeconfigs
+}
+
+/// Resolves a reference from a per-node object: the same node's instance of a per-node
+/// template first, then a top-level object.
+pub(super) fn resolve_scoped<'c>(
+    name: &str,
+    node: Option<&Node>,
+    ids: impl Iterator<Item = &'c str> + Clone,
+) -> Option<String> {
+    if let Some(node) = node {
+        let scoped = format!("{}/{name}", node.name);
+        if ids.clone().any(|id| id == scoped) {
+            return Some(scoped);
+        }
+    }
+    ids.into_iter().find(|id| *id == name).map(str::to_string)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_kubeconfig(
+    checker: &mut Checker,
+    path: &str,
+    id: &str,
+    raw: &RawKubeconfig,
+    node: Option<&Node>,
+    cluster: &Cluster,
+    cas: &[Ca],
+    bundles: &[Bundle],
+    certs: &[Cert],
+) -> Kubeconfig {
+    let user = resolve_scoped(&raw.user, node, certs.iter().map(|c| c.id.as_str()));
+    let user_cert = user
+        .as_ref()
+        .and_then(|u| certs.iter().find(|c| &c.id == u));
+    match user_cert {
+        None => {
+            let mut known: Vec<String> = checker.raw.cert.keys().cloned().collect();
+            known.extend(checker.raw.per_node.cert.keys().cloned());
+            let help = reference_help(&raw.user, known.iter());
+            checker
+                .error(
+                    format!("{path}.user"),
+                    format!(
+                        "kubeconfig `{id}` names user certificate `{}`, which is not declared",
+                        raw.user
+                    ),
+                )
+                .help = Some(help);
+        }
+        Some(cert) if !cert.usage.authenticates_client() => {
+            checker
+                .error(
+                    format!("{path}.user"),
+                    format!(
+                        "kubeconfig `{id}` authenticates with `{}`, whose usage does not allow \
+                     client authentication",
+                        cert.id
+                    ),
+                )
+                .help = Some(format!("set `usage = \"client\"` on `{}`", cert.origin));
+        }
+        Some(_) => {}
+    }
+    let ca_known = cas.iter().any(|c| c.id == raw.ca) || bundles.iter().any(|b| b.id == raw.ca);
+    if !ca_known {
+        let mut known: Vec<String> = cas.iter().map(|c| c.id.clone()).collect();
+        known.extend(bundles.iter().map(|b| b.id.clone()));
+        let help = reference_help(&raw.ca, known.iter());
+        checker
+            .error(
+                format!("{path}.ca"),
+                format!(
+                    "kubeconfig `{id}` names CA `{}`, which is neither a CA nor a bundle",
+                    raw.ca
+                ),
+            )
+            .help = Some(help);
+    }
+    let template = path.rsplit('.').next().unwrap_or(id);
+    let file_text = raw
+        .file
+        .as_ref()
+        .map(|f| f.replace("{node}", node.map_or("", |n| n.name.as_str())));
+    let file = checker.output(
+        &format!("{path}.file"),
+        file_text.as_ref(),
+        format!("{template}.conf"),
+        node.map(|n| n.name.as_str()),
+    );
+    let server = raw
+        .server
+        .clone()
+        .unwrap_or_else(|| cluster.servers.first().cloned().unwrap_or_default());
+    if raw.server.is_some() && !server.starts_with("https://") {
+        checker.error(
+            format!("{path}.server"),
+            format!("server URL `{server}` does not start with `https://`"),
+        );
+    }
+    let user_name = raw
+        .user_name
+        .clone()
+        .or_else(|| user_cert.and_then(|c| c.subject.common_name.clone()))
+        .unwrap_or_else(|| id.to_string());
+    Kubeconfig {
+        id: id.to_string(),
+        origin: path.to_string(),
+        node: node.map(|n| n.name.clone()),
+        file,
+        user: user.unwrap_or_else(|| raw.user.clone()),
+        ca: raw.ca.clone(),
+        server,
+        embed: raw.embed,
+        user_name,
+        cluster_name: cluster.name.clone(),
+    }
+}
+
+/// A kubelet client certificate used by the kubeconfigs of two nodes makes them one node.
+fn check_shared_users(checker: &mut Checker, kubeconfigs: &[Kubeconfig], certs: &[Cert]) {
+    for (i, a) in kubeconfigs.iter().enumerate() {
+        for b in &kubeconfigs[i + 1..] {
+            let shared =
+                a.user == b.user && a.node.is_some() && b.node.is_some() && a.node != b.node;
+            if shared {
+                let identity = certs
+                    .iter()
+                    .find(|c| c.id == a.user)
+                    .and_then(|c| c.subject.common_name.clone())
+                    .unwrap_or_default();
+                checker.error(
+                    format!("{}.user", b.origin),
+                    format!(
+                        "nodes `{}` and `{}` authenticate with one certificate `{}` \
+                         (CN={identity:?}), so the Node authorizer cannot tell them apart",
+                        a.node.as_deref().unwrap_or(""),
+                        b.node.as_deref().unwrap_or(""),
+                        a.user
+                    ),
+                )
+                .help = Some("declare the client certificate under [per-node.cert] with `role = \"kubelet-client\"`".into());
+            }
+        }
+    }
+}

@@ -1,0 +1,918 @@
+//! Model stage: checks the raw manifest and resolves it into validated types.
+//!
+//! Later stages see only these types: every name, address, duration, key algorithm,
+//! output path and reference here is already checked, per-node templates are expanded,
+//! and role defaults are filled in. All problems are collected and reported together.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::diag::{Diagnostic, Severity, did_you_mean};
+use crate::manifest::{Document, RawManifest, RawNode, RawSubject};
+
+mod certs;
+mod flags;
+pub mod roles;
+pub mod values;
+
+pub use flags::{Component, FlagFile};
+pub use roles::Role;
+pub use values::{KeyAlgorithm, KeyFormat, San};
+
+/// A fully checked manifest.
+#[derive(Debug)]
+pub struct Model {
+    pub cluster: Cluster,
+    pub cas: Vec<Ca>,
+    pub bundles: Vec<Bundle>,
+    pub certs: Vec<Cert>,
+    pub service_accounts: Vec<ServiceAccount>,
+    pub kubeconfigs: Vec<Kubeconfig>,
+    pub bindings: Vec<Binding>,
+    pub flag_files: Vec<FlagFile>,
+    pub nodes: Vec<Node>,
+    /// Directory of template overrides named by the manifest, resolved against it.
+    pub templates: Option<PathBuf>,
+    /// Backdating of every `notBefore`, against clock skew between hosts.
+    pub backdate: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    pub name: String,
+    pub servers: Vec<String>,
+    /// Host part of each server URL.
+    pub server_hosts: Vec<San>,
+    pub advertise_address: Option<IpAddr>,
+    pub service_cidrs: Vec<IpNet>,
+    /// First address of each service range: the `kubernetes` Service's ClusterIP.
+    pub service_ips: Vec<IpAddr>,
+    pub dns_domain: String,
+    pub install_root: String,
+}
+
+/// A file written under the output directory and installed at `install` on its host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutputFile {
+    pub relative: PathBuf,
+    pub install: String,
+}
+
+/// Key settings of one key pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KeySpec {
+    pub algorithm: KeyAlgorithm,
+    pub format: KeyFormat,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Subject {
+    pub common_name: Option<String>,
+    pub organizations: Vec<String>,
+    pub organizational_units: Vec<String>,
+    pub country: Option<String>,
+    pub state: Option<String>,
+    pub locality: Option<String>,
+}
+
+impl Subject {
+    fn from_raw(raw: &RawSubject) -> Self {
+        Subject {
+            common_name: raw.cn.clone(),
+            organizations: raw.o.clone(),
+            organizational_units: raw.ou.clone(),
+            country: raw.c.clone(),
+            state: raw.st.clone(),
+            locality: raw.l.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Ca {
+    pub id: String,
+    pub subject: Subject,
+    /// Parent CA id for an intermediate, `None` for a self-signed root.
+    pub issuer: Option<String>,
+    pub path_len: Option<u8>,
+    pub key: KeySpec,
+    pub validity: Duration,
+    pub cert_file: OutputFile,
+    pub key_file: OutputFile,
+}
+
+/// Extended key usages of a leaf, mapped to keyUsage and extendedKeyUsage by `issue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Usage {
+    Server,
+    Client,
+    Both,
+}
+
+impl Usage {
+    pub const NAMES: [&'static str; 3] = ["server", "client", "both"];
+
+    pub fn parse(text: &str) -> Option<Usage> {
+        match text {
+            "server" => Some(Usage::Server),
+            "client" => Some(Usage::Client),
+            "both" | "server-client" => Some(Usage::Both),
+            _ => None,
+        }
+    }
+
+    pub fn serves(self) -> bool {
+        matches!(self, Usage::Server | Usage::Both)
+    }
+
+    pub fn authenticates_client(self) -> bool {
+        matches!(self, Usage::Client | Usage::Both)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Cert {
+    pub id: String,
+    /// Manifest path of the table that declared it, for messages.
+    pub origin: String,
+    pub node: Option<String>,
+    pub issuer: String,
+    pub role: Option<Role>,
+    pub subject: Subject,
+    pub sans: Vec<San>,
+    pub usage: Usage,
+    pub key: KeySpec,
+    pub validity: Duration,
+    pub binding: Option<String>,
+    pub cert_file: OutputFile,
+    pub key_file: OutputFile,
+}
+
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub id: String,
+    pub cas: Vec<String>,
+    pub file: OutputFile,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceAccount {
+    pub id: String,
+    pub key: KeySpec,
+    pub key_file: OutputFile,
+    pub public_key_file: OutputFile,
+}
+
+#[derive(Debug, Clone)]
+pub struct Kubeconfig {
+    pub id: String,
+    pub origin: String,
+    pub node: Option<String>,
+    pub file: OutputFile,
+    /// Client certificate id.
+    pub user: String,
+    /// CA or bundle id that verifies the API server.
+    pub ca: String,
+    pub server: String,
+    pub embed: bool,
+    pub user_name: String,
+    pub cluster_name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Binding {
+    pub id: String,
+    pub group: String,
+    pub cluster_role: String,
+    pub file: OutputFile,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    pub name: String,
+    pub ips: Vec<IpAddr>,
+    pub dns: Vec<String>,
+    pub roles: Vec<String>,
+}
+
+impl Model {
+    pub fn ca(&self, id: &str) -> Option<&Ca> {
+        self.cas.iter().find(|c| c.id == id)
+    }
+
+    pub fn cert(&self, id: &str) -> Option<&Cert> {
+        self.certs.iter().find(|c| c.id == id)
+    }
+
+    pub fn bundle(&self, id: &str) -> Option<&Bundle> {
+        self.bundles.iter().find(|b| b.id == id)
+    }
+
+    /// Returns the file that holds the trust anchors of a CA or bundle id.
+    pub fn trust_file(&self, id: &str) -> Option<&OutputFile> {
+        self.ca(id)
+            .map(|c| &c.cert_file)
+            .or_else(|| self.bundle(id).map(|b| &b.file))
+    }
+
+    /// Returns the CA ids that a CA or bundle id trusts.
+    pub fn trusted_cas(&self, id: &str) -> Vec<String> {
+        match self.bundle(id) {
+            Some(bundle) => bundle.cas.clone(),
+            None => vec![id.to_string()],
+        }
+    }
+}
+
+/// Settings shared by every object unless it overrides them.
+#[derive(Debug, Clone, Copy)]
+struct Defaults {
+    key: KeySpec,
+    validity: Duration,
+    ca_validity: Duration,
+}
+
+/// Collects diagnostics while the raw manifest is checked.
+pub(crate) struct Checker<'a> {
+    pub(crate) raw: &'a RawManifest,
+    diagnostics: Vec<Diagnostic>,
+    defaults: Defaults,
+}
+
+impl<'a> Checker<'a> {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) -> &mut Diagnostic {
+        self.diagnostics.push(Diagnostic::error(path, message));
+        self.diagnostics.last_mut().expect("just pushed")
+    }
+
+    fn warning(&mut self, path: impl Into<String>, message: impl Into<String>) -> &mut Diagnostic {
+        self.diagnostics.push(Diagnostic::warning(path, message));
+        self.diagnostics.last_mut().expect("just pushed")
+    }
+
+    fn key_spec(
+        &mut self,
+        path: &str,
+        algorithm: Option<&String>,
+        format: Option<&String>,
+    ) -> KeySpec {
+        let mut key = self.defaults.key;
+        if let Some(text) = algorithm {
+            match KeyAlgorithm::parse(text) {
+                Ok(algorithm) => key.algorithm = algorithm,
+                Err(message) => {
+                    let help = hint(text, &KeyAlgorithm::NAMES);
+                    self.error(format!("{path}.key-algorithm"), message).help = Some(help);
+                }
+            }
+        }
+        if let Some(text) = format {
+            match KeyFormat::parse(text) {
+                Ok(format) => key.format = format,
+                Err(message) => {
+                    let help = hint(text, &KeyFormat::NAMES);
+                    self.error(format!("{path}.key-format"), message).help = Some(help);
+                }
+            }
+        }
+        if key.format == KeyFormat::Pkcs1 && !key.algorithm.is_rsa() {
+            self.error(
+                format!("{path}.key-format"),
+                format!(
+                    "key format `pkcs1` applies to RSA keys only, not {}",
+                    key.algorithm
+                ),
+            )
+            .help = Some("use `pkcs8` for ECDSA and Ed25519 keys".into());
+        }
+        key
+    }
+
+    fn duration(&mut self, path: &str, text: Option<&String>, default: Duration) -> Duration {
+        let Some(text) = text else { return default };
+        match values::parse_duration(text) {
+            Ok(d) if d.is_zero() => {
+                self.error(path, format!("duration `{text}` is zero")).help =
+                    Some("give a positive duration such as `365d`".into());
+                default
+            }
+            Ok(d) => d,
+            Err(message) => {
+                self.error(path, message);
+                default
+            }
+        }
+    }
+
+    /// Resolves an output path: `relative` under the output directory (prefixed with
+    /// `nodes/<node>/` for per-node files), installed under the install root.
+    fn output(
+        &mut self,
+        path: &str,
+        text: Option<&String>,
+        default: String,
+        node: Option<&str>,
+    ) -> OutputFile {
+        let text = text.cloned().unwrap_or(default);
+        let relative = match values::check_relative_path(&text) {
+            Ok(p) => p,
+            Err(message) => {
+                self.error(path, message).help = Some(
+                    "write a path relative to the output directory, such as `pki/ca.crt`".into(),
+                );
+                PathBuf::from("invalid")
+            }
+        };
+        let root = self
+            .raw
+            .cluster
+            .install_root
+            .clone()
+            .unwrap_or_else(|| "/etc/kubernetes".into());
+        let install = format!("{}/{}", root.trim_end_matches('/'), relative.display());
+        let relative = match node {
+            Some(node) => PathBuf::from("nodes").join(node).join(relative),
+            None => relative,
+        };
+        OutputFile { relative, install }
+    }
+}
+
+/// Returns "did you mean" or the list of valid values for a bad enumerated value.
+pub(crate) fn hint(value: &str, valid: &[&str]) -> String {
+    match did_you_mean(value, valid.iter().copied()) {
+        Some(best) => format!("did you mean `{best}`? valid values: {}", valid.join(", ")),
+        None => format!("valid values: {}", valid.join(", ")),
+    }
+}
+
+/// Checks a parsed manifest. Returns the model and its warnings, or every error found.
+pub fn validate(
+    document: &Document<'_>,
+    manifest_dir: &std::path::Path,
+) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let raw = &document.manifest;
+    let mut checker = Checker {
+        raw,
+        diagnostics: Vec::new(),
+        defaults: Defaults {
+            key: KeySpec {
+                algorithm: KeyAlgorithm::Rsa(2048),
+                format: KeyFormat::Pkcs8,
+            },
+            validity: Duration::from_secs(365 * 86_400),
+            ca_validity: Duration::from_secs(10 * 365 * 86_400),
+        },
+    };
+    checker.defaults.key = checker.key_spec(
+        "defaults",
+        raw.defaults.key_algorithm.as_ref(),
+        raw.defaults.key_format.as_ref(),
+    );
+    let d = checker.defaults;
+    checker.defaults.validity = checker.duration(
+        "defaults.validity",
+        raw.defaults.validity.as_ref(),
+        d.validity,
+    );
+    checker.defaults.ca_validity = checker.duration(
+        "defaults.ca-validity",
+        raw.defaults.ca_validity.as_ref(),
+        d.ca_validity,
+    );
+    let backdate = match &raw.defaults.backdate {
+        Some(text) => match values::parse_duration(text) {
+            Ok(d) => d,
+            Err(message) => {
+                checker.error("defaults.backdate", message);
+                Duration::ZERO
+            }
+        },
+        None => Duration::from_secs(5 * 60),
+    };
+
+    let cluster = check_cluster(&mut checker);
+    let nodes = check_nodes(&mut checker);
+    let cas = check_cas(&mut checker);
+    let bundles = check_bundles(&mut checker, &cas);
+    let bindings = check_bindings(&mut checker);
+    let certs = certs::check_certs(&mut checker, &cluster, &nodes, &cas, &bindings);
+    let service_accounts = check_service_accounts(&mut checker);
+    let kubeconfigs =
+        certs::check_kubeconfigs(&mut checker, &cluster, &nodes, &cas, &bundles, &certs);
+
+    let mut model = Model {
+        cluster,
+        cas,
+        bundles,
+        certs,
+        service_accounts,
+        kubeconfigs,
+        bindings,
+        flag_files: Vec::new(),
+        nodes,
+        templates: raw.templates.as_ref().map(|t| manifest_dir.join(t)),
+        backdate,
+    };
+    model.flag_files = flags::check_flags(&mut checker, &model);
+    check_unique_outputs(&mut checker, &model);
+
+    let diagnostics = document.locate(checker.diagnostics);
+    let (errors, warnings): (Vec<_>, Vec<_>) = diagnostics
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
+    if errors.is_empty() {
+        Ok((model, warnings))
+    } else {
+        Err(errors.into_iter().chain(warnings).collect())
+    }
+}
+
+fn check_cluster(checker: &mut Checker) -> Cluster {
+    let raw = &checker.raw.cluster;
+    if let Err(message) = values::check_dns_name(&raw.name, false) {
+        checker.error("cluster.name", message);
+    }
+    if raw.servers.is_empty() {
+        checker
+            .error("cluster.servers", "no API server URL is given")
+            .help = Some("add the URL that clients dial, such as `https://192.0.2.10:6443`".into());
+    }
+    let mut server_hosts = Vec::new();
+    for (i, url) in raw.servers.iter().enumerate() {
+        match server_host(url) {
+            Ok(host) => server_hosts.push(host),
+            Err(message) => {
+                checker.error(format!("cluster.servers[{i}]"), message).help =
+                    Some("write `https://HOST:PORT`, with an IPv6 host in brackets".into());
+            }
+        }
+    }
+    let advertise_address = raw.advertise_address.as_ref().and_then(|text| {
+        text.parse::<IpAddr>()
+            .map_err(|_| {
+                checker.error(
+                    "cluster.advertise-address",
+                    format!("invalid IP address `{text}`"),
+                )
+            })
+            .ok()
+    });
+    let cidr_text = raw
+        .service_cidr
+        .clone()
+        .unwrap_or_else(|| "10.96.0.0/12".into());
+    let mut service_cidrs = Vec::new();
+    let mut service_ips = Vec::new();
+    for part in cidr_text.split(',').map(str::trim) {
+        match part.parse::<IpNet>() {
+            Ok(net) if net.network() == net.addr() => {
+                service_cidrs.push(net);
+                match first_host(net) {
+                    Some(ip) => service_ips.push(ip),
+                    None => {
+                        checker.error(
+                            "cluster.service-cidr",
+                            format!("service range `{part}` has no host addresses"),
+                        );
+                    }
+                }
+            }
+            Ok(net) => {
+                checker
+                    .error(
+                        "cluster.service-cidr",
+                        format!("`{part}` is not a network address: host bits are set"),
+                    )
+                    .help = Some(format!("did you mean `{}`?", net.trunc()));
+            }
+            Err(_) => {
+                checker.error("cluster.service-cidr", format!("invalid CIDR `{part}`")).help =
+                    Some("write a range such as `10.96.0.0/12`, or two separated by a comma for dual-stack".into());
+            }
+        }
+    }
+    let dns_domain = raw
+        .dns_domain
+        .clone()
+        .unwrap_or_else(|| "cluster.local".into());
+    if let Err(message) = values::check_dns_name(&dns_domain, false) {
+        checker.error("cluster.dns-domain", message);
+    }
+    let install_root = raw
+        .install_root
+        .clone()
+        .unwrap_or_else(|| "/etc/kubernetes".into());
+    if !install_root.starts_with('/') {
+        checker
+            .error(
+                "cluster.install-root",
+                format!("install root `{install_root}` is not an absolute path"),
+            )
+            .help = Some("write the host directory, such as `/etc/kubernetes`".into());
+    }
+    Cluster {
+        name: raw.name.clone(),
+        servers: raw.servers.clone(),
+        server_hosts,
+        advertise_address,
+        service_cidrs,
+        service_ips,
+        dns_domain,
+        install_root,
+    }
+}
+
+fn first_host(net: IpNet) -> Option<IpAddr> {
+    net.hosts().next()
+}
+
+/// Returns the host of an `https://host:port` URL as a SAN.
+fn server_host(url: &str) -> Result<San, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("API server URL `{url}` does not start with `https://`"))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = if let Some(bracketed) = authority.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    let port = authority.rsplit_once(':').map(|(_, p)| p);
+    if let Some(port) = port
+        && !authority.ends_with(']')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(format!("invalid port `{port}` in API server URL `{url}`"));
+    }
+    San::parse(host).map_err(|e| format!("invalid host in API server URL `{url}`: {e}"))
+}
+
+fn check_nodes(checker: &mut Checker) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    let mut seen = BTreeSet::new();
+    let raw_nodes: &Vec<RawNode> = &checker.raw.node;
+    for (i, raw) in raw_nodes.iter().enumerate() {
+        let path = format!("node[{i}]");
+        if let Err(message) = values::check_dns_name(&raw.name, false) {
+            checker.error(
+                format!("{path}.name"),
+                format!("invalid node name: {message}"),
+            );
+        }
+        if !seen.insert(raw.name.clone()) {
+            checker.error(
+                format!("{path}.name"),
+                format!("duplicate node name `{}`", raw.name),
+            );
+        }
+        let mut ips = Vec::new();
+        for (j, text) in raw.ips.iter().enumerate() {
+            match text.parse::<IpAddr>() {
+                Ok(ip) => ips.push(ip),
+                Err(_) => {
+                    checker.error(
+                        format!("{path}.ips[{j}]"),
+                        format!("invalid IP address `{text}`"),
+                    );
+                }
+            }
+        }
+        for (j, name) in raw.dns.iter().enumerate() {
+            if let Err(message) = values::check_dns_name(name, false) {
+                checker.error(format!("{path}.dns[{j}]"), message);
+            }
+        }
+        nodes.push(Node {
+            name: raw.name.clone(),
+            ips,
+            dns: raw.dns.clone(),
+            roles: raw.roles.clone().unwrap_or_else(|| vec!["worker".into()]),
+        });
+    }
+    nodes
+}
+
+fn check_subject(checker: &mut Checker, path: &str, raw: &RawSubject) -> Subject {
+    let subject = Subject::from_raw(raw);
+    if subject.common_name.as_deref().is_none_or(str::is_empty) {
+        checker
+            .error(format!("{path}.cn"), "the subject has no common name")
+            .help = Some("set `cn`, such as `cn = \"Server CA\"`".into());
+    }
+    if let Some(c) = &subject.country
+        && (c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_uppercase()))
+    {
+        checker
+            .error(
+                format!("{path}.c"),
+                format!("country `{c}` is not a two-letter code"),
+            )
+            .help = Some("use an ISO 3166 code such as `IT` or `DE`".into());
+    }
+    for (field, list) in [
+        ("o", &subject.organizations),
+        ("ou", &subject.organizational_units),
+    ] {
+        // NOTE: rcgen keys its distinguished name by attribute type, so one subject can
+        // carry an attribute at most twice (the named type and the same OID as a custom type).
+        if list.len() > 2 {
+            checker.error(
+                format!("{path}.{field}"),
+                format!("{} values given, but at most 2 are supported", list.len()),
+            );
+        }
+    }
+    subject
+}
+
+fn check_cas(checker: &mut Checker) -> Vec<Ca> {
+    let mut cas = Vec::new();
+    for (id, raw) in &checker.raw.ca {
+        let path = format!("ca.{id}");
+        check_id(checker, &path, id);
+        let subject = check_subject(checker, &format!("{path}.subject"), &raw.subject);
+        let key = checker.key_spec(&path, raw.key_algorithm.as_ref(), raw.key_format.as_ref());
+        let validity = checker.duration(
+            &format!("{path}.validity"),
+            raw.validity.as_ref(),
+            checker.defaults.ca_validity,
+        );
+        let cert_file = checker.output(
+            &format!("{path}.cert-file"),
+            raw.cert_file.as_ref(),
+            format!("pki/{id}.crt"),
+            None,
+        );
+        let key_file = checker.output(
+            &format!("{path}.key-file"),
+            raw.key_file.as_ref(),
+            format!("pki/{id}.key"),
+            None,
+        );
+        if let Some(issuer) = &raw.issuer {
+            if !checker.raw.ca.contains_key(issuer) {
+                let help = reference_help(issuer, checker.raw.ca.keys());
+                checker
+                    .error(
+                        format!("{path}.issuer"),
+                        format!("CA `{id}` names issuer `{issuer}`, which is not a declared CA"),
+                    )
+                    .help = Some(help);
+            }
+        } else if raw.path_len.is_some() {
+            checker.warning(
+                format!("{path}.path-len"),
+                "a path length on a root limits every chain below it",
+            );
+        }
+        cas.push(Ca {
+            id: id.clone(),
+            subject,
+            issuer: raw.issuer.clone(),
+            path_len: raw.path_len,
+            key,
+            validity,
+            cert_file,
+            key_file,
+        });
+    }
+    check_ca_tree(checker, &cas);
+    cas
+}
+
+/// Checks that each intermediate fits inside its parent's validity and path length.
+fn check_ca_tree(checker: &mut Checker, cas: &[Ca]) {
+    for ca in cas {
+        let Some(parent) = ca
+            .issuer
+            .as_ref()
+            .and_then(|p| cas.iter().find(|c| &c.id == p))
+        else {
+            continue;
+        };
+        if ca.validity > parent.validity {
+            checker
+                .error(
+                    format!("ca.{}.validity", ca.id),
+                    format!(
+                        "CA `{}` would be valid for {}, longer than its issuer `{}` ({})",
+                        ca.id,
+                        values::format_duration(ca.validity),
+                        parent.id,
+                        values::format_duration(parent.validity)
+                    ),
+                )
+                .help = Some(format!(
+                "shorten `validity` to at most `{}`",
+                values::format_duration(parent.validity)
+            ));
+        }
+        if parent.path_len == Some(0) {
+            checker
+                .error(
+                    format!("ca.{}.issuer", ca.id),
+                    format!(
+                        "issuer `{}` has path-len 0 and may not sign the CA `{}`",
+                        parent.id, ca.id
+                    ),
+                )
+                .help = Some(format!(
+                "raise `ca.{}.path-len` or sign `{}` with another CA",
+                parent.id, ca.id
+            ));
+        }
+    }
+}
+
+fn check_bundles(checker: &mut Checker, cas: &[Ca]) -> Vec<Bundle> {
+    let mut bundles = Vec::new();
+    for (id, raw) in &checker.raw.bundle {
+        let path = format!("bundle.{id}");
+        check_id(checker, &path, id);
+        if checker.raw.ca.contains_key(id) {
+            checker
+                .error(path.clone(), format!("`{id}` is both a CA and a bundle"))
+                .help = Some("give the bundle another name".into());
+        }
+        if raw.cas.is_empty() {
+            checker.error(format!("{path}.cas"), "the bundle lists no CA");
+        }
+        let mut seen = BTreeSet::new();
+        for (i, ca) in raw.cas.iter().enumerate() {
+            if !cas.iter().any(|c| &c.id == ca) {
+                let help = reference_help(ca, checker.raw.ca.keys());
+                checker
+                    .error(
+                        format!("{path}.cas[{i}]"),
+                        format!("bundle `{id}` lists `{ca}`, which is not a declared CA"),
+                    )
+                    .help = Some(help);
+            }
+            if !seen.insert(ca) {
+                checker.error(
+                    format!("{path}.cas[{i}]"),
+                    format!("CA `{ca}` is listed twice"),
+                );
+            }
+        }
+        let file = checker.output(
+            &format!("{path}.file"),
+            raw.file.as_ref(),
+            format!("pki/{id}.crt"),
+            None,
+        );
+        bundles.push(Bundle {
+            id: id.clone(),
+            cas: raw.cas.clone(),
+            file,
+        });
+    }
+    bundles
+}
+
+fn check_bindings(checker: &mut Checker) -> Vec<Binding> {
+    let mut bindings = Vec::new();
+    for (id, raw) in &checker.raw.binding {
+        let path = format!("binding.{id}");
+        check_id(checker, &path, id);
+        if raw.group.is_empty() {
+            checker.error(format!("{path}.group"), "the group is empty");
+        }
+        let file = checker.output(
+            &format!("{path}.file"),
+            raw.file.as_ref(),
+            format!("manifests/{id}.yaml"),
+            None,
+        );
+        bindings.push(Binding {
+            id: id.clone(),
+            group: raw.group.clone(),
+            cluster_role: raw.cluster_role.clone(),
+            file,
+        });
+    }
+    bindings
+}
+
+fn check_service_accounts(checker: &mut Checker) -> Vec<ServiceAccount> {
+    let mut accounts = Vec::new();
+    for (id, raw) in &checker.raw.service_account {
+        let path = format!("service-account.{id}");
+        check_id(checker, &path, id);
+        let key = checker.key_spec(&path, raw.key_algorithm.as_ref(), raw.key_format.as_ref());
+        let key_file = checker.output(
+            &format!("{path}.key-file"),
+            raw.key_file.as_ref(),
+            format!("pki/{id}.key"),
+            None,
+        );
+        let public_key_file = checker.output(
+            &format!("{path}.public-key-file"),
+            raw.public_key_file.as_ref(),
+            format!("pki/{id}.pub"),
+            None,
+        );
+        if key.algorithm == KeyAlgorithm::Ed25519 {
+            checker
+                .error(
+                    format!("{path}.key-algorithm"),
+                    "kube-apiserver cannot sign service-account tokens with Ed25519",
+                )
+                .help = Some("use `rsa-2048` or another RSA or ECDSA algorithm".into());
+        }
+        accounts.push(ServiceAccount {
+            id: id.clone(),
+            key,
+            key_file,
+            public_key_file,
+        });
+    }
+    accounts
+}
+
+/// Checks an object id: lower-case letters, digits and `-`, so it is safe in file names.
+fn check_id(checker: &mut Checker, path: &str, id: &str) {
+    let valid = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !id.starts_with('-');
+    if !valid {
+        checker.error(path, format!("invalid name `{id}`")).help =
+            Some("names use lower-case letters, digits and `-`".into());
+    }
+}
+
+/// Returns "did you mean" for a reference to an unknown id, or the list of known ids.
+pub(crate) fn reference_help<'b>(
+    name: &str,
+    known: impl Iterator<Item = &'b String> + Clone,
+) -> String {
+    match did_you_mean(name, known.clone().map(String::as_str)) {
+        Some(best) => format!("did you mean `{best}`?"),
+        None => {
+            let list: Vec<&str> = known.map(String::as_str).collect();
+            if list.is_empty() {
+                "none is declared".into()
+            } else {
+                format!("declared: {}", list.join(", "))
+            }
+        }
+    }
+}
+
+/// Rejects two objects that would write the same output file.
+fn check_unique_outputs(checker: &mut Checker, model: &Model) {
+    let mut owners: BTreeMap<PathBuf, String> = BTreeMap::new();
+    let mut files: Vec<(String, &OutputFile)> = Vec::new();
+    for ca in &model.cas {
+        files.push((format!("ca.{}.cert-file", ca.id), &ca.cert_file));
+        files.push((format!("ca.{}.key-file", ca.id), &ca.key_file));
+    }
+    for cert in &model.certs {
+        files.push((format!("{}.cert-file", cert.origin), &cert.cert_file));
+        files.push((format!("{}.key-file", cert.origin), &cert.key_file));
+    }
+    for bundle in &model.bundles {
+        files.push((format!("bundle.{}.file", bundle.id), &bundle.file));
+    }
+    for account in &model.service_accounts {
+        files.push((
+            format!("service-account.{}.key-file", account.id),
+            &account.key_file,
+        ));
+        files.push((
+            format!("service-account.{}.public-key-file", account.id),
+            &account.public_key_file,
+        ));
+    }
+    for kubeconfig in &model.kubeconfigs {
+        files.push((format!("{}.file", kubeconfig.origin), &kubeconfig.file));
+    }
+    for binding in &model.bindings {
+        files.push((format!("binding.{}.file", binding.id), &binding.file));
+    }
+    for flags in &model.flag_files {
+        files.push((format!("{}.file", flags.origin), &flags.file));
+    }
+    for (path, file) in files {
+        if let Some(first) = owners.get(&file.relative) {
+            if first != &path {
+                let message = format!(
+                    "output file `{}` is also written by `{first}`",
+                    file.relative.display()
+                );
+                checker.error(path.clone(), message).help =
+                    Some("give each object its own file".into());
+            }
+        } else {
+            owners.insert(file.relative.clone(), path);
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Parsers for the scalar values of a manifest: durations, key algorithms, key formats,
+//! subject alternative names, DNS names and output paths.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Key algorithm of a generated key pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum KeyAlgorithm {
+    Rsa(u32),
+    EcdsaP256,
+    EcdsaP384,
+    Ed25519,
+}
+
+impl KeyAlgorithm {
+    pub const NAMES: [&'static str; 6] = [
+        "rsa-2048",
+        "rsa-3072",
+        "rsa-4096",
+        "ecdsa-p256",
+        "ecdsa-p384",
+        "ed25519",
+    ];
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "rsa-2048" => Ok(KeyAlgorithm::Rsa(2048)),
+            "rsa-3072" => Ok(KeyAlgorithm::Rsa(3072)),
+            "rsa-4096" => Ok(KeyAlgorithm::Rsa(4096)),
+            "ecdsa-p256" => Ok(KeyAlgorithm::EcdsaP256),
+            "ecdsa-p384" => Ok(KeyAlgorithm::EcdsaP384),
+            "ed25519" => Ok(KeyAlgorithm::Ed25519),
+            other => {
+                let bits = other
+                    .strip_prefix("rsa-")
+                    .or_else(|| other.strip_prefix("rsa"))
+                    .and_then(|b| b.parse::<u32>().ok());
+                match bits {
+                    Some(bits) if bits < 2048 => Err(format!(
+                        "RSA keys of {bits} bits are too weak: Kubernetes and current TLS \
+                         stacks require at least 2048 bits"
+                    )),
+                    _ => Err(format!("unknown key algorithm `{other}`")),
+                }
+            }
+        }
+    }
+
+    pub fn is_rsa(self) -> bool {
+        matches!(self, KeyAlgorithm::Rsa(_))
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyAlgorithm::Rsa(bits) => write!(f, "rsa-{bits}"),
+            KeyAlgorithm::EcdsaP256 => f.write_str("ecdsa-p256"),
+            KeyAlgorithm::EcdsaP384 => f.write_str("ecdsa-p384"),
+            KeyAlgorithm::Ed25519 => f.write_str("ed25519"),
+        }
+    }
+}
+
+/// PEM encoding of a private key file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum KeyFormat {
+    /// `BEGIN PRIVATE KEY` (RFC 5208), readable by every Kubernetes component.
+    Pkcs8,
+    /// `BEGIN RSA PRIVATE KEY` (RFC 8017), for tools that read only that form.
+    Pkcs1,
+}
+
+impl KeyFormat {
+    pub const NAMES: [&'static str; 2] = ["pkcs8", "pkcs1"];
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "pkcs8" => Ok(KeyFormat::Pkcs8),
+            "pkcs1" => Ok(KeyFormat::Pkcs1),
+            other => Err(format!("unknown key format `{other}`")),
+        }
+    }
+}
+
+/// Parses a duration such as `365d`, `10y`, `8760h`, `5m` or `1y30d`.
+///
+/// A year is 365 days, as in kubeadm's certificate validity.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || {
+        format!(
+            "invalid duration `{text}`: write a number and a unit, \
+             s, m, h, d or y (365 days), such as `365d` or `5m`"
+        )
+    };
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit: u64 = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'y' => 365 * 86_400,
+            _ => return Err(invalid()),
+        };
+        let amount: u64 = digits.parse().map_err(|_| invalid())?;
+        total = amount
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(invalid)?;
+        digits.clear();
+    }
+    if !digits.is_empty() || text.trim().is_empty() {
+        return Err(invalid());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Formats a duration in the largest unit that divides it: `365d`, `10y`, `5m`.
+pub fn format_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    let units = [(365 * 86_400, "y"), (86_400, "d"), (3600, "h"), (60, "m")];
+    for (size, unit) in units {
+        if seconds >= size && seconds.is_multiple_of(size) {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
+}
+
+/// One subject alternative name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum San {
+    Dns(String),
+    Ip(IpAddr),
+    Uri(String),
+}
+
+impl San {
+    /// Classifies and checks a SAN: an IP address, a URI (has a scheme), or a DNS name.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Ok(San::Ip(ip));
+        }
+        if text.contains(':') {
+            return check_uri(text).map(|()| San::Uri(text.to_string()));
+        }
+        check_dns_name(text, true).map(|()| San::Dns(text.to_string()))
+    }
+}
+
+impl fmt::Display for San {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            San::Dns(name) => write!(f, "DNS:{name}"),
+            San::Ip(ip) => write!(f, "IP:{ip}"),
+            San::Uri(uri) => write!(f, "URI:{uri}"),
+        }
+    }
+}
+
+fn check_uri(text: &str) -> Result<(), String> {
+    let (scheme, rest) = text
+        .split_once(':')
+        .ok_or_else(|| format!("invalid URI `{text}`"))?;
+    let scheme_ok = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !scheme_ok || rest.is_empty() || text.chars().any(|c| c.is_whitespace()) {
+        return Err(format!(
+            "`{text}` is neither an IP address nor a valid URI \
+             (a URI SAN needs a scheme, such as `spiffe://cluster.local/ns/x`)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a DNS name as RFC 1123 host names; `allow_wildcard` permits a leading `*.`.
+pub fn check_dns_name(text: &str, allow_wildcard: bool) -> Result<(), String> {
+    let name = match text.strip_prefix("*.") {
+        Some(rest) if allow_wildcard => rest,
+        _ => text,
+    };
+    if name.is_empty() || name.len() > 253 {
+        return Err(format!(
+            "invalid DNS name `{text}`: must be 1 to 253 characters"
+        ));
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    if labels.iter().all(|l| l.chars().all(|c| c.is_ascii_digit())) {
+        return Err(format!(
+            "invalid IP address `{text}`: it has the shape of an IPv4 address \
+             but is not one"
+        ));
+    }
+    for label in labels {
+        let valid = !label.is_empty()
+            && label.len() <= 63
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !valid {
+            return Err(format!(
+                "invalid DNS name `{text}`: label `{label}` must be 1 to 63 letters, \
+                 digits or `-`, and may not start or end with `-`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks an output path: relative, with no `..`, so it stays inside the output directory.
+pub fn check_relative_path(text: &str) -> Result<PathBuf, String> {
+    let path = Path::new(text);
+    if text.is_empty() {
+        return Err("the path is empty".to_string());
+    }
+    if text.contains('\\') || text.contains('\0') {
+        return Err(format!("path `{text}` contains a backslash or NUL"));
+    }
+    let mut clean = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => clean.push(part),
+            Component::CurDir => {}
+            _ => {
+                return Err(format!(
+                    "path `{text}` would escape the output directory: \
+                     output paths are relative and may not contain `..`"
+                ));
+            }
+        }
+    }
+    if clean.as_os_str().is_empty() {
+        return Err(format!("path `{text}` names no file"));
+    }
+    Ok(clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_units() {
+        assert_eq!(
+            parse_duration("365d").unwrap(),
+            Duration::from_secs(365 * 86_400)
+        );
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(
+            parse_duration("1y30d").unwrap(),
+            Duration::from_secs(395 * 86_400)
+        );
+    }
+
+    #[test]
+    fn duration_without_unit_rejected() {
+        assert!(parse_duration("365").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("3w").is_err());
+    }
+
+    #[test]
+    fn duration_round_trips_through_format() {
+        assert_eq!(format_duration(parse_duration("10y").unwrap()), "10y");
+        assert_eq!(format_duration(parse_duration("8760h").unwrap()), "1y");
+        assert_eq!(format_duration(parse_duration("90s").unwrap()), "90s");
+    }
+
+    #[test]
+    fn short_rsa_key_rejected() {
+        let error = KeyAlgorithm::parse("rsa-1024").unwrap_err();
+        assert!(error.contains("at least 2048"), "{error}");
+    }
+
+    #[test]
+    fn san_classification() {
+        assert_eq!(
+            San::parse("10.96.0.1").unwrap(),
+            San::Ip("10.96.0.1".parse().unwrap())
+        );
+        assert_eq!(San::parse("::1").unwrap(), San::Ip("::1".parse().unwrap()));
+        assert_eq!(
+            San::parse("kubernetes").unwrap(),
+            San::Dns("kubernetes".into())
+        );
+        assert!(matches!(San::parse("spiffe://c/x").unwrap(), San::Uri(_)));
+    }
+
+    #[test]
+    fn bad_ipv4_is_not_a_dns_name() {
+        let error = San::parse("192.168.1.300").unwrap_err();
+        assert!(error.contains("invalid IP address"), "{error}");
+    }
+
+    #[test]
+    fn bad_dns_names_rejected() {
+        assert!(San::parse("bad_name.example").is_err());
+        assert!(San::parse("-lead.example").is_err());
+        assert!(San::parse("a..b").is_err());
+        assert!(San::parse("has space").is_err());
+    }
+
+    #[test]
+    fn escaping_paths_rejected() {
+        assert!(check_relative_path("../etc/passwd").is_err());
+        assert!(check_relative_path("/etc/passwd").is_err());
+        assert!(check_relative_path("pki/../../x").is_err());
+        assert_eq!(
+            check_relative_path("./pki/ca.crt").unwrap(),
+            PathBuf::from("pki/ca.crt")
+        );
+    }
+}

@@ -1,0 +1,297 @@
+//! The build pipeline: manifest -> model -> graph -> issue -> render -> verify -> emit,
+//! with progress lines on stderr and one result per run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use time::OffsetDateTime;
+
+use crate::diag::{Diagnostic, Located, Severity, Source};
+use crate::emit::{self, OutFile};
+use crate::graph::Graph;
+use crate::issue::{self, Issued};
+use crate::manifest::{self, Variables};
+use crate::model::{self, Model};
+use crate::render::{self, KubeconfigMode, Templates};
+use crate::verify::{self, Finding};
+use crate::{Reporter, golden};
+
+/// Why a run failed; each maps to one exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// The manifest or the command line is invalid (exit 2).
+    Input(String),
+    /// The built PKI failed verification, or differs from the expected files (exit 1).
+    Check(String),
+    /// Reading or writing files failed (exit 3).
+    Io(String),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Failure::Check(_) => 1,
+            Failure::Input(_) => 2,
+            Failure::Io(_) => 3,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Input(m) | Failure::Check(m) | Failure::Io(m) => m,
+        }
+    }
+}
+
+/// Options of `pkic build`.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub manifest: PathBuf,
+    pub out: PathBuf,
+    pub set: BTreeMap<String, String>,
+    pub templates: Option<PathBuf>,
+    /// Compare the public outputs with this directory instead of writing anything.
+    pub check: Option<PathBuf>,
+    /// Replace this directory's contents with the public outputs.
+    pub update_golden: Option<PathBuf>,
+}
+
+/// A manifest loaded and checked.
+pub struct Loaded {
+    pub source: Source,
+    pub model: Model,
+    pub order: Vec<String>,
+}
+
+fn render_diagnostics(source: &Source, diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(|d| {
+            Located {
+                diagnostic: d,
+                source,
+            }
+            .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Reads, parses and validates a manifest and orders its graph; prints warnings.
+pub fn load(
+    path: &Path,
+    set: &BTreeMap<String, String>,
+    reporter: &Reporter,
+) -> Result<Loaded, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Input(format!("cannot read manifest {}: {e}", path.display())))?;
+    let source = Source::new(path, text);
+    let vars = Variables::new(set.clone());
+    let document = manifest::parse(&source.text, &vars)
+        .map_err(|d| Failure::Input(render_diagnostics(&source, &d)))?;
+    let manifest_dir = path.parent().unwrap_or(Path::new("."));
+    let (model, warnings) = model::validate(&document, manifest_dir)
+        .map_err(|d| Failure::Input(render_diagnostics(&source, &d)))?;
+    if !warnings.is_empty() {
+        reporter.warn(&render_diagnostics(&source, &warnings));
+    }
+    let order = Graph::from_model(&model)
+        .order()
+        .map_err(|d| Failure::Input(render_diagnostics(&source, &document.locate(d))))?;
+    Ok(Loaded {
+        source,
+        model,
+        order,
+    })
+}
+
+/// Everything a build produces, in memory.
+pub struct Built {
+    pub issued: Issued,
+    pub files: Vec<OutFile>,
+    pub public: BTreeMap<String, String>,
+    pub findings: Vec<Finding>,
+}
+
+/// Issues, renders and verifies a loaded manifest without writing anything.
+pub fn compile(
+    loaded: &Loaded,
+    templates: Option<&Path>,
+    reporter: &Reporter,
+) -> Result<Built, Failure> {
+    let model = &loaded.model;
+    let now = OffsetDateTime::now_utc();
+    let issued =
+        issue::issue_all(model, &loaded.order, now).map_err(|e| Failure::Io(e.to_string()))?;
+    for ca in &model.cas {
+        reporter.progress(&format!(
+            "[issue] generated \"{}\" CA certificate and key ({})",
+            ca.id, ca.key.algorithm
+        ));
+    }
+    for cert in &model.certs {
+        reporter.progress(&format!(
+            "[issue] generated \"{}\" certificate and key ({})",
+            cert.id, cert.key.algorithm
+        ));
+    }
+    for account in &model.service_accounts {
+        reporter.progress(&format!(
+            "[issue] generated \"{}\" service-account key pair ({})",
+            account.id, account.key.algorithm
+        ));
+    }
+
+    let template_dir = templates
+        .map(Path::to_path_buf)
+        .or_else(|| model.templates.clone());
+    let templates =
+        Templates::load(template_dir.as_deref()).map_err(|e| Failure::Input(e.to_string()))?;
+    let rendered = render::render_all(model, &issued, &templates, KubeconfigMode::AsDeclared)
+        .map_err(|e| Failure::Input(e.to_string()))?;
+    let path_mode = render::render_all(model, &issued, &templates, KubeconfigMode::PathsOnly)
+        .map_err(|e| Failure::Input(e.to_string()))?;
+
+    let files = output_files(model, &issued, &rendered);
+    let public = golden::public_outputs(model, &issued, &path_mode, &files);
+    let findings = verify::verify(model, &issued, SystemTime::now());
+    Ok(Built {
+        issued,
+        files,
+        public,
+        findings,
+    })
+}
+
+fn output_files(model: &Model, issued: &Issued, rendered: &[render::Rendered]) -> Vec<OutFile> {
+    let mut files = Vec::new();
+    let mut push = |relative: &Path, contents: &str, secret: bool| {
+        files.push(OutFile {
+            relative: relative.to_path_buf(),
+            contents: contents.as_bytes().to_vec(),
+            secret,
+        });
+    };
+    for ca in &model.cas {
+        let made = &issued.cas[&ca.id];
+        push(&ca.cert_file.relative, &made.pem, false);
+        push(&ca.key_file.relative, &made.key.pem, true);
+    }
+    for cert in &model.certs {
+        let made = &issued.certs[&cert.id];
+        push(&cert.cert_file.relative, &made.pem, false);
+        push(&cert.key_file.relative, &made.key.pem, true);
+    }
+    for bundle in &model.bundles {
+        push(
+            &bundle.file.relative,
+            &render::trust_pem(model, issued, &bundle.id),
+            false,
+        );
+    }
+    for account in &model.service_accounts {
+        let made = &issued.service_accounts[&account.id];
+        push(&account.key_file.relative, &made.key.pem, true);
+        push(&account.public_key_file.relative, &made.public_pem, false);
+    }
+    for file in rendered {
+        push(&file.file.relative, &file.text, file.secret);
+    }
+    files
+}
+
+/// Reports verification findings; fails when any is an error.
+fn report_findings(findings: &[Finding], reporter: &Reporter) -> Result<(), Failure> {
+    let mut errors = Vec::new();
+    for finding in findings {
+        let line = format!(
+            "[verify] {} [{}] {}: {}{}",
+            if finding.severity == Severity::Error {
+                "error"
+            } else {
+                "warning"
+            },
+            finding.id,
+            finding.subject,
+            finding.message,
+            finding
+                .help
+                .as_ref()
+                .map(|h| format!("\n  help: {h}"))
+                .unwrap_or_default()
+        );
+        match finding.severity {
+            Severity::Error => errors.push(line),
+            Severity::Warning => reporter.warn(&line),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Check(format!(
+            "{}\nthe built PKI failed verification; nothing was written",
+            errors.join("\n")
+        )))
+    }
+}
+
+/// Runs `pkic build`.
+pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure> {
+    let loaded = load(&options.manifest, &options.set, reporter)?;
+    let built = compile(&loaded, options.templates.as_deref(), reporter)?;
+    report_findings(&built.findings, reporter)?;
+
+    if let Some(dir) = &options.check {
+        let expected = golden::read_dir(dir).map_err(|e| {
+            Failure::Io(format!(
+                "cannot read expected outputs in {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let diff = golden::diff(&expected, &built.public);
+        if diff.is_empty() {
+            reporter.summary(&format!("[check] public outputs match {}", dir.display()));
+            return Ok(());
+        }
+        print!("{diff}");
+        return Err(Failure::Check(format!(
+            "public outputs differ from {}; review the diff above, then update them with \
+             `pkic build --update-golden {}`",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    if let Some(dir) = &options.update_golden {
+        golden::write_dir(dir, &built.public)
+            .map_err(|e| Failure::Io(format!("cannot write {}: {e}", dir.display())))?;
+        reporter.summary(&format!(
+            "[golden] wrote {} public outputs to {}",
+            built.public.len(),
+            dir.display()
+        ));
+        return Ok(());
+    }
+
+    emit::write_all(&options.out, &built.files).map_err(|e| Failure::Io(e.to_string()))?;
+    for file in &built.files {
+        reporter.detail(&format!(
+            "[write] {:04o} {}",
+            file.mode(),
+            options.out.join(&file.relative).display()
+        ));
+        println!("{}", file.relative.display());
+    }
+    let model = &loaded.model;
+    reporter.summary(&format!(
+        "[build] wrote {} files to {}: {} CAs, {} certificates, {} service-account keys, {} kubeconfigs, {} flag files",
+        built.files.len(),
+        options.out.display(),
+        model.cas.len(),
+        model.certs.len(),
+        model.service_accounts.len(),
+        model.kubeconfigs.len(),
+        model.flag_files.len()
+    ));
+    Ok(())
+}

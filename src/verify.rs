@@ -1,0 +1,406 @@
+//! Verify stage: checks what `issue` made, before anything is written.
+//!
+//! Each leaf is verified with rustls-webpki (an implementation independent of rcgen)
+//! against its issuer chain, for the usage it declares and for every name it serves.
+//! Then each TLS connection of the cluster is checked in both directions with the trust
+//! files the kubeconfigs and flag files point at: the certificate one side presents
+//! must verify with the CA file the other side reads.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use webpki::{EndEntityCert, KeyUsage};
+
+use crate::diag::Severity;
+use crate::issue::Issued;
+use crate::model::{Component, FlagFile, Model, San};
+
+/// One problem found in a built PKI, with a stable id.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub id: &'static str,
+    pub severity: Severity,
+    pub subject: String,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl Finding {
+    fn error(id: &'static str, subject: impl Into<String>, message: impl Into<String>) -> Finding {
+        Finding {
+            id,
+            severity: Severity::Error,
+            subject: subject.into(),
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    fn help(mut self, help: impl Into<String>) -> Finding {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// What one side of a connection requires of the other side's certificate.
+enum Purpose<'a> {
+    Server(&'a San),
+    Client,
+}
+
+struct Verifier<'a> {
+    model: &'a Model,
+    issued: &'a Issued,
+    time: UnixTime,
+    findings: Vec<Finding>,
+}
+
+/// Runs every check at time `now` and returns the findings.
+pub fn verify(model: &Model, issued: &Issued, now: SystemTime) -> Vec<Finding> {
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let mut verifier = Verifier {
+        model,
+        issued,
+        time: UnixTime::since_unix_epoch(since_epoch),
+        findings: Vec::new(),
+    };
+    verifier.check_chains();
+    verifier.check_kubeconfigs();
+    verifier.check_flag_connections();
+    verifier.findings
+}
+
+impl Verifier<'_> {
+    /// Returns an error text when `leaf` does not verify with the CAs of `trust` (a CA or
+    /// bundle id) for `purpose`.
+    fn verify_leaf(&self, leaf: &str, trust: &[String], purpose: &Purpose) -> Result<(), String> {
+        let der = CertificateDer::from(self.issued.certs[leaf].der.as_slice());
+        let cert =
+            EndEntityCert::try_from(&der).map_err(|e| format!("unparsable certificate: {e}"))?;
+        let anchor_ders: Vec<CertificateDer> = trust
+            .iter()
+            .map(|ca| CertificateDer::from(self.issued.cas[ca].der.as_slice()))
+            .collect();
+        let anchors = anchor_ders
+            .iter()
+            .map(|d| {
+                webpki::anchor_from_trusted_cert(d).map_err(|e| format!("bad trust anchor: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let intermediates: Vec<CertificateDer> = self
+            .chain_of(leaf)
+            .iter()
+            .map(|ca| CertificateDer::from(self.issued.cas[ca].der.as_slice()))
+            .collect();
+        let usage = match purpose {
+            Purpose::Server(_) => KeyUsage::server_auth(),
+            Purpose::Client => KeyUsage::client_auth(),
+        };
+        cert.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &anchors,
+            &intermediates,
+            self.time,
+            usage,
+            None,
+            None,
+        )
+        .map_err(|e| format!("{e:?}"))?;
+        if let Purpose::Server(name) = purpose {
+            let server_name = match name {
+                San::Dns(dns) => ServerName::try_from(dns.as_str()).map_err(|e| e.to_string())?,
+                San::Ip(ip) => ServerName::from(*ip),
+                San::Uri(uri) => return Err(format!("cannot dial URI {uri}")),
+            };
+            cert.verify_is_valid_for_subject_name(&server_name)
+                .map_err(|_| format!("not valid for {name}"))?;
+        }
+        Ok(())
+    }
+
+    /// Returns the CA ids from a leaf's issuer up to its root.
+    fn chain_of(&self, leaf: &str) -> Vec<String> {
+        let mut chain = Vec::new();
+        let mut next = self.model.cert(leaf).map(|c| c.issuer.clone());
+        while let Some(id) = next {
+            if chain.contains(&id) {
+                break;
+            }
+            next = self.model.ca(&id).and_then(|c| c.issuer.clone());
+            chain.push(id);
+        }
+        chain
+    }
+
+    fn check_chains(&mut self) {
+        for cert in &self.model.certs {
+            let root = self.chain_of(&cert.id).last().cloned().unwrap_or_default();
+            let mut purposes = Vec::new();
+            if cert.usage.serves() {
+                purposes.extend(
+                    cert.sans
+                        .iter()
+                        .filter(|s| !matches!(s, San::Uri(_)))
+                        .map(Purpose::Server),
+                );
+            }
+            if cert.usage.authenticates_client() {
+                purposes.push(Purpose::Client);
+            }
+            for purpose in purposes {
+                if let Err(error) =
+                    self.verify_leaf(&cert.id, std::slice::from_ref(&root), &purpose)
+                {
+                    self.findings.push(Finding::error(
+                        "chain-invalid",
+                        format!("certificate `{}`", cert.id),
+                        format!("does not verify against its root `{root}`: {error}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn apiserver_flags(&self) -> Option<&FlagFile> {
+        self.model
+            .flag_files
+            .iter()
+            .find(|f| f.component == Component::KubeApiserver)
+    }
+
+    /// kubectl, kubelets, the controller-manager and the scheduler dial the apiserver.
+    fn check_kubeconfigs(&mut self) {
+        let Some(apiserver) = self.apiserver_flags() else {
+            return;
+        };
+        let serving = apiserver.refs.get("tls-cert").cloned();
+        let client_ca = apiserver.refs.get("client-ca").cloned();
+        for kubeconfig in &self.model.kubeconfigs {
+            let subject = format!("kubeconfig `{}`", kubeconfig.id);
+            let host = server_url_host(&kubeconfig.server);
+            if let (Some(serving), Some(host)) = (&serving, &host) {
+                let trust = self.model.trusted_cas(&kubeconfig.ca);
+                if let Err(error) = self.verify_leaf(serving, &trust, &Purpose::Server(host)) {
+                    self.findings.push(
+                        Finding::error(
+                            "server-untrusted",
+                            subject.clone(),
+                            format!(
+                                "the apiserver's certificate `{serving}` does not verify with CA \
+                                 `{}` for {host}: {error}",
+                                kubeconfig.ca
+                            ),
+                        )
+                        .help(format!("point `ca` at the CA that signed `{serving}`, or add {host} to its SANs")),
+                    );
+                }
+            }
+            if let Some(client_ca) = &client_ca {
+                let trust = self.model.trusted_cas(client_ca);
+                if let Err(error) = self.verify_leaf(&kubeconfig.user, &trust, &Purpose::Client) {
+                    self.findings.push(
+                        Finding::error(
+                            "client-untrusted",
+                            subject,
+                            format!(
+                                "client certificate `{}` does not verify with the apiserver's \
+                                 --client-ca-file `{client_ca}`: {error}",
+                                kubeconfig.user
+                            ),
+                        )
+                        .help(format!(
+                            "add the CA of `{}` to bundle `{client_ca}`",
+                            kubeconfig.user
+                        )),
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_flag_connections(&mut self) {
+        let apiserver = self
+            .apiserver_flags()
+            .map(|f| f.refs.clone())
+            .unwrap_or_default();
+        let files: Vec<FlagFile> = self.model.flag_files.clone();
+        for file in &files {
+            match file.component {
+                Component::Kubelet => self.check_kubelet(&apiserver, file),
+                Component::Etcd => self.check_etcd(&apiserver, file, &files),
+                Component::KubeApiserver => self.check_front_proxy(file),
+                _ => {}
+            }
+        }
+    }
+
+    fn check_kubelet(&mut self, apiserver: &BTreeMap<String, String>, kubelet: &FlagFile) {
+        let node_name = kubelet.node.clone().unwrap_or_default();
+        let subject = format!("kubelet on `{node_name}`");
+        if let (Some(client), Some(ca)) = (
+            apiserver.get("kubelet-client"),
+            kubelet.refs.get("client-ca"),
+        ) {
+            self.expect(
+                client,
+                ca,
+                &Purpose::Client,
+                &subject,
+                "apiserver -> kubelet: the apiserver's --kubelet-client-certificate",
+                "--client-ca-file",
+            );
+        }
+        let Some(serving) = kubelet.refs.get("tls-cert") else {
+            return;
+        };
+        match apiserver.get("kubelet-ca") {
+            Some(ca) => {
+                let node = self.model.nodes.iter().find(|n| n.name == node_name);
+                let mut names = vec![San::Dns(node_name.clone())];
+                names.extend(
+                    node.into_iter()
+                        .flat_map(|n| n.ips.iter().copied().map(San::Ip)),
+                );
+                for name in names {
+                    self.expect(
+                        serving,
+                        ca,
+                        &Purpose::Server(&name),
+                        &subject,
+                        "apiserver -> kubelet: the kubelet's --tls-cert-file",
+                        "--kubelet-certificate-authority",
+                    );
+                }
+            }
+            None => self.findings.push(Finding {
+                id: "one-way-tls",
+                severity: Severity::Warning,
+                subject,
+                message: "apiserver -> kubelet is one-way TLS: the apiserver does not verify the \
+                          kubelet's serving certificate"
+                    .into(),
+                help: Some(
+                    "set `kubelet-ca` in [flags.kube-apiserver] (--kubelet-certificate-authority)"
+                        .into(),
+                ),
+            }),
+        }
+    }
+
+    fn check_etcd(
+        &mut self,
+        apiserver: &BTreeMap<String, String>,
+        member: &FlagFile,
+        all: &[FlagFile],
+    ) {
+        let name = member.node.clone().unwrap_or_default();
+        let subject = format!("etcd member `{name}`");
+        let node = self.model.nodes.iter().find(|n| n.name == name).cloned();
+        let address = node
+            .as_ref()
+            .and_then(|n| n.ips.first().copied())
+            .map(San::Ip);
+        if let (Some(client), Some(ca)) =
+            (apiserver.get("etcd-client"), member.refs.get("trusted-ca"))
+        {
+            self.expect(
+                client,
+                ca,
+                &Purpose::Client,
+                &subject,
+                "apiserver -> etcd: --etcd-certfile",
+                "--trusted-ca-file",
+            );
+        }
+        if let (Some(server), Some(ca), Some(address)) = (
+            member.refs.get("server-cert"),
+            apiserver.get("etcd-ca"),
+            &address,
+        ) {
+            self.expect(
+                server,
+                ca,
+                &Purpose::Server(address),
+                &subject,
+                "apiserver -> etcd: the member's --cert-file",
+                "the apiserver's --etcd-cafile",
+            );
+        }
+        let Some(peer) = member.refs.get("peer-cert") else {
+            return;
+        };
+        for other in all.iter().filter(|f| f.component == Component::Etcd) {
+            let Some(ca) = other.refs.get("peer-trusted-ca") else {
+                continue;
+            };
+            self.expect(
+                peer,
+                ca,
+                &Purpose::Client,
+                &subject,
+                "etcd peer: --peer-cert-file",
+                "the other member's --peer-trusted-ca-file",
+            );
+            if let Some(address) = &address {
+                self.expect(
+                    peer,
+                    ca,
+                    &Purpose::Server(address),
+                    &subject,
+                    "etcd peer: --peer-cert-file",
+                    "the other member's --peer-trusted-ca-file",
+                );
+            }
+        }
+    }
+
+    fn check_front_proxy(&mut self, apiserver: &FlagFile) {
+        if let (Some(client), Some(ca)) = (
+            apiserver.refs.get("front-proxy-client"),
+            apiserver.refs.get("requestheader-ca"),
+        ) {
+            let (client, ca) = (client.clone(), ca.clone());
+            self.expect(
+                &client,
+                &ca,
+                &Purpose::Client,
+                "front proxy",
+                "front-proxy -> aggregated API server: --proxy-client-cert-file",
+                "--requestheader-client-ca-file",
+            );
+        }
+    }
+
+    fn expect(
+        &mut self,
+        leaf: &str,
+        trust: &str,
+        purpose: &Purpose,
+        subject: &str,
+        presented: &str,
+        verified_by: &str,
+    ) {
+        let cas = self.model.trusted_cas(trust);
+        if let Err(error) = self.verify_leaf(leaf, &cas, purpose) {
+            let (id, what) = match purpose {
+                Purpose::Server(name) => ("server-untrusted", format!(" for {name}")),
+                Purpose::Client => ("client-untrusted", String::new()),
+            };
+            self.findings.push(Finding::error(
+                id,
+                subject.to_string(),
+                format!("{presented} `{leaf}` does not verify with {verified_by} `{trust}`{what}: {error}"),
+            ));
+        }
+    }
+}
+
+fn server_url_host(url: &str) -> Option<San> {
+    let authority = url.strip_prefix("https://")?.split('/').next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next()?,
+        None => authority.split(':').next()?,
+    };
+    San::parse(host).ok()
+}
