@@ -1,9 +1,11 @@
 //! Emit stage: writes the output tree.
 //!
-//! Every file is first written into a staging directory inside the output directory,
-//! then renamed into place, so a failed build leaves no half-written file and, unless
-//! a rename itself fails, the tree as it was. Private keys get mode 0600, every other
-//! file 0644, and directories that pkic creates 0700.
+//! Only files whose bytes or mode differ from what is on disk are written. Each is
+//! first written into a staging directory inside the output directory, then renamed
+//! into place in the order given (keys before their certificates), so a failed or
+//! killed build leaves no half-written file. A file about to be replaced is first
+//! hard-linked into `.backup/<UTC time>/` under the output directory. Private keys get
+//! mode 0600, every other file 0644, and directories that pkic creates 0700.
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
@@ -52,13 +54,68 @@ pub fn create_private_dir(dir: &Path) -> Result<(), EmitError> {
         .map_err(error("creating directory", dir))
 }
 
-/// Writes `files` under `out` through a staging directory, then renames each into place.
-pub fn write_all(out: &Path, files: &[OutFile]) -> Result<(), EmitError> {
+/// What a write changed.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Files created or replaced, in write order.
+    pub changed: Vec<PathBuf>,
+    /// Files whose bytes and mode already matched.
+    pub unchanged: usize,
+    /// Directory holding the previous versions of replaced files, if any was replaced.
+    pub backup: Option<PathBuf>,
+}
+
+/// Returns the files of `files` whose bytes or mode differ from the tree under `out`.
+pub fn changed_files<'f>(out: &Path, files: &'f [OutFile]) -> Vec<&'f OutFile> {
+    files
+        .iter()
+        .filter(|file| {
+            let path = out.join(&file.relative);
+            let same_bytes = fs::read(&path).is_ok_and(|bytes| bytes == file.contents);
+            let same_mode =
+                fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o777 == file.mode());
+            !(same_bytes && same_mode)
+        })
+        .collect()
+}
+
+/// Writes the changed `files` under `out` through a staging directory, backing up each
+/// file it replaces. `stamp` names the backup directory.
+pub fn write_all(out: &Path, files: &[OutFile], stamp: &str) -> Result<Written, EmitError> {
     create_private_dir(out)?;
+    remove_stale_staging(out);
+    let changed: Vec<OutFile> = changed_files(out, files).into_iter().cloned().collect();
+    let mut written = Written {
+        unchanged: files.len() - changed.len(),
+        ..Written::default()
+    };
+    if changed.is_empty() {
+        return Ok(written);
+    }
     let staging = out.join(format!(".pkic-staging-{}", std::process::id()));
-    let result = stage(&staging, files).and_then(|()| commit(out, &staging, files));
+    let backup = out.join(".backup").join(stamp);
+    let result = stage(&staging, &changed).and_then(|()| commit(out, &staging, &backup, &changed));
     let _ = fs::remove_dir_all(&staging);
-    result
+    let replaced = result?;
+    written.changed = changed.into_iter().map(|f| f.relative).collect();
+    written.backup = (replaced > 0).then_some(backup);
+    Ok(written)
+}
+
+/// Removes staging directories left by a build that was killed.
+fn remove_stale_staging(out: &Path) {
+    let Ok(entries) = fs::read_dir(out) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".pkic-staging-")
+        {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn stage(staging: &Path, files: &[OutFile]) -> Result<(), EmitError> {
@@ -84,16 +141,33 @@ fn stage(staging: &Path, files: &[OutFile]) -> Result<(), EmitError> {
     Ok(())
 }
 
-fn commit(out: &Path, staging: &Path, files: &[OutFile]) -> Result<(), EmitError> {
+/// Moves staged files into place; returns how many replaced an existing file.
+fn commit(
+    out: &Path,
+    staging: &Path,
+    backup: &Path,
+    files: &[OutFile],
+) -> Result<usize, EmitError> {
+    let mut replaced = 0;
     for file in files {
         let target = out.join(&file.relative);
         if let Some(parent) = target.parent() {
             create_private_dir(parent)?;
         }
+        if target.exists() {
+            let saved = backup.join(&file.relative);
+            if let Some(parent) = saved.parent() {
+                create_private_dir(parent)?;
+            }
+            if fs::hard_link(&target, &saved).is_err() {
+                fs::copy(&target, &saved).map_err(error("backing up", &target))?;
+            }
+            replaced += 1;
+        }
         fs::rename(staging.join(&file.relative), &target)
             .map_err(error("renaming into place", &target))?;
     }
-    Ok(())
+    Ok(replaced)
 }
 
 #[cfg(test)]
@@ -115,7 +189,7 @@ mod tests {
                 secret: false,
             },
         ];
-        write_all(dir.path(), &files).unwrap();
+        write_all(dir.path(), &files, "t1").unwrap();
         let mode = |p: &str| {
             fs::metadata(dir.path().join(p))
                 .unwrap()
@@ -131,5 +205,40 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("pki")]);
+    }
+
+    #[test]
+    fn unchanged_file_not_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [OutFile {
+            relative: "a.crt".into(),
+            contents: b"c".to_vec(),
+            secret: false,
+        }];
+        write_all(dir.path(), &files, "t1").unwrap();
+        let written = write_all(dir.path(), &files, "t2").unwrap();
+        assert!(written.changed.is_empty());
+        assert_eq!(written.unchanged, 1);
+        assert!(written.backup.is_none());
+    }
+
+    #[test]
+    fn replaced_file_kept_in_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = [OutFile {
+            relative: "pki/a.crt".into(),
+            contents: b"old".to_vec(),
+            secret: false,
+        }];
+        let new = [OutFile {
+            relative: "pki/a.crt".into(),
+            contents: b"new".to_vec(),
+            secret: false,
+        }];
+        write_all(dir.path(), &old, "t1").unwrap();
+        let written = write_all(dir.path(), &new, "t2").unwrap();
+        let backup = written.backup.expect("a file was replaced");
+        assert_eq!(fs::read(backup.join("pki/a.crt")).unwrap(), b"old");
+        assert_eq!(fs::read(dir.path().join("pki/a.crt")).unwrap(), b"new");
     }
 }

@@ -12,13 +12,18 @@ use std::time::Duration;
 
 use rayon::prelude::*;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use thiserror::Error;
 use time::OffsetDateTime;
 
+use x509_parser::der_parser::asn1_rs::Tag;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
 use crate::model::{Ca, Cert, KeyAlgorithm, KeyFormat, KeySpec, Model, San, Subject, Usage};
+use crate::state::Plan;
 
 /// A failure to generate a key or sign a certificate, naming the object.
 #[derive(Debug, Error)]
@@ -70,16 +75,15 @@ pub struct Issued {
     pub service_accounts: BTreeMap<String, IssuedKeyPair>,
 }
 
-/// A CA ready to sign: its parameters and key pair.
-struct Signer {
-    params: CertificateParams,
-    key: KeyPair,
-}
+/// A CA ready to sign.
+type Signer = Issuer<'static, KeyPair>;
 
-/// Issues every key and certificate of `model`. `order` is the graph's topological order.
+/// Issues every key and certificate of `model` that `plan` does not keep, and loads the
+/// kept ones. `order` is the graph's topological order.
 pub fn issue_all(
     model: &Model,
     order: &[String],
+    plan: &Plan,
     now: OffsetDateTime,
 ) -> Result<Issued, IssueError> {
     let mut issued = Issued::default();
@@ -87,12 +91,16 @@ pub fn issue_all(
     let ca_order = order.iter().filter_map(|key| key.strip_prefix("ca:"));
     for id in ca_order {
         let ca = model.ca(id).expect("graph holds only declared CAs");
-        let (signer, cert) = issue_ca(
-            ca,
-            signers.get(ca.issuer.as_deref().unwrap_or("")),
-            model,
-            now,
-        )?;
+        let decision = plan.get(&format!("ca:{id}"));
+        let kept = decision.and_then(|d| Some((d.keep_cert.as_ref()?, d.reuse_key.as_ref()?)));
+        let (signer, cert) = match kept {
+            Some((der, key)) => load_ca(ca, der, key)?,
+            None => {
+                let key = decision.and_then(|d| d.reuse_key.as_deref());
+                let parent = signers.get(ca.issuer.as_deref().unwrap_or(""));
+                issue_ca(ca, key, parent, model, now)?
+            }
+        };
         signers.insert(id.to_string(), signer);
         issued.cas.insert(id.to_string(), cert);
     }
@@ -101,8 +109,16 @@ pub fn issue_all(
         .certs
         .par_iter()
         .map(|cert| {
-            let signer = &signers[&cert.issuer];
-            issue_leaf(cert, signer, model, now).map(|issued| (cert.id.clone(), issued))
+            let decision = plan.get(&format!("cert:{}", cert.id));
+            let kept = decision.and_then(|d| Some((d.keep_cert.as_ref()?, d.reuse_key.as_ref()?)));
+            let result = match kept {
+                Some((der, key)) => Ok(kept_cert(der, key, cert.key.algorithm)),
+                None => {
+                    let key = decision.and_then(|d| d.reuse_key.as_deref());
+                    issue_leaf(cert, key, &signers[&cert.issuer], model, now)
+                }
+            };
+            result.map(|issued| (cert.id.clone(), issued))
         })
         .collect();
     for leaf in leaves {
@@ -115,9 +131,15 @@ pub fn issue_all(
         .par_iter()
         .map(|account| {
             let object = format!("service-account `{}`", account.id);
-            let key = generate_key(&object, account.key)?;
+            let existing = plan
+                .get(&format!("service-account:{}", account.id))
+                .and_then(|d| d.reuse_key.as_deref());
+            let (key, pem) = obtain_key(&object, existing, account.key)?;
             let public_pem = key.public_key_pem();
-            let key = private_key(&object, &key, account.key)?;
+            let key = PrivateKey {
+                algorithm: account.key.algorithm,
+                pem,
+            };
             Ok((account.id.clone(), IssuedKeyPair { key, public_pem }))
         })
         .collect();
@@ -128,14 +150,105 @@ pub fn issue_all(
     Ok(issued)
 }
 
+/// Returns a key pair and its PEM: the existing key when one is given, else a new one.
+fn obtain_key(
+    object: &str,
+    existing: Option<&str>,
+    spec: KeySpec,
+) -> Result<(KeyPair, String), IssueError> {
+    match existing {
+        Some(pem) => {
+            let key = KeyPair::from_pem(pem)
+                .map_err(|e| failed(object, "reading the existing key", e))?;
+            Ok((key, pem.to_string()))
+        }
+        None => {
+            let key = generate_key(object, spec)?;
+            let pem = private_key(object, &key, spec)?.pem;
+            Ok((key, pem))
+        }
+    }
+}
+
+fn kept_cert(der: &[u8], key: &str, algorithm: KeyAlgorithm) -> IssuedCert {
+    IssuedCert {
+        der: der.to_vec(),
+        pem: pem_text("CERTIFICATE", der.to_vec()),
+        key: PrivateKey {
+            algorithm,
+            pem: key.to_string(),
+        },
+    }
+}
+
+/// Loads a kept CA from its certificate and key on disk.
+fn load_ca(ca: &Ca, der: &[u8], key_pem: &str) -> Result<(Signer, IssuedCert), IssueError> {
+    let object = format!("CA `{}`", ca.id);
+    let key = KeyPair::from_pem(key_pem).map_err(|e| failed(&object, "reading the key", e))?;
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| failed(&object, "reading the certificate", e))?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = distinguished_name_of(&cert);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+    ];
+    let skid = cert
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+            _ => None,
+        });
+    if let Some(skid) = skid {
+        params.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(skid);
+    }
+    let issued = kept_cert(der, key_pem, ca.key.algorithm);
+    Ok((Issuer::new(params, key), issued))
+}
+
+/// Rebuilds a certificate's subject for rcgen, keeping each attribute's string type so
+/// that the issuer name of new certificates matches the CA's subject byte for byte.
+fn distinguished_name_of(cert: &X509Certificate) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    let mut seen = Vec::new();
+    for attribute in cert.subject().iter_attributes() {
+        let oid: Vec<u64> = attribute
+            .attr_type()
+            .iter()
+            .map(|i| i.collect())
+            .unwrap_or_default();
+        let data = attribute.attr_value().data;
+        let text = String::from_utf8_lossy(data).to_string();
+        let value = match attribute.attr_value().header.tag() {
+            Tag::PrintableString => text
+                .clone()
+                .try_into()
+                .map(DnValue::PrintableString)
+                .unwrap_or(DnValue::Utf8String(text)),
+            _ => DnValue::Utf8String(text),
+        };
+        let ty = if seen.contains(&oid) {
+            DnType::CustomDnType(oid.clone())
+        } else {
+            DnType::from_oid(&oid)
+        };
+        seen.push(oid);
+        dn.push(ty, value);
+    }
+    dn
+}
+
 fn issue_ca(
     ca: &Ca,
+    existing_key: Option<&str>,
     parent: Option<&Signer>,
     model: &Model,
     now: OffsetDateTime,
 ) -> Result<(Signer, IssuedCert), IssueError> {
     let object = format!("CA `{}`", ca.id);
-    let key = generate_key(&object, ca.key)?;
+    let (key, key_pem) = obtain_key(&object, existing_key, ca.key)?;
     let mut params = base_params(&object, &ca.subject, ca.validity, model.backdate, now)?;
     params.is_ca = IsCa::Ca(match ca.path_len {
         Some(n) => BasicConstraints::Constrained(n),
@@ -149,8 +262,7 @@ fn issue_ca(
     let certificate = match parent {
         Some(parent) => {
             params.use_authority_key_identifier_extension = true;
-            let issuer = Issuer::from_params(&parent.params, &parent.key);
-            params.signed_by(&key, &issuer)
+            params.signed_by(&key, parent)
         }
         None => params.self_signed(&key),
     }
@@ -158,19 +270,23 @@ fn issue_ca(
     let issued = IssuedCert {
         der: certificate.der().to_vec(),
         pem: certificate.pem(),
-        key: private_key(&object, &key, ca.key)?,
+        key: PrivateKey {
+            algorithm: ca.key.algorithm,
+            pem: key_pem,
+        },
     };
-    Ok((Signer { params, key }, issued))
+    Ok((Issuer::new(params, key), issued))
 }
 
 fn issue_leaf(
     cert: &Cert,
+    existing_key: Option<&str>,
     signer: &Signer,
     model: &Model,
     now: OffsetDateTime,
 ) -> Result<IssuedCert, IssueError> {
     let object = format!("certificate `{}`", cert.id);
-    let key = generate_key(&object, cert.key)?;
+    let (key, key_pem) = obtain_key(&object, existing_key, cert.key)?;
     let mut params = base_params(&object, &cert.subject, cert.validity, model.backdate, now)?;
     params.is_ca = IsCa::ExplicitNoCa;
     params.use_authority_key_identifier_extension = true;
@@ -191,14 +307,16 @@ fn issue_leaf(
         .iter()
         .map(|san| san_type(&object, san))
         .collect::<Result<_, _>>()?;
-    let issuer = Issuer::from_params(&signer.params, &signer.key);
     let certificate = params
-        .signed_by(&key, &issuer)
+        .signed_by(&key, signer)
         .map_err(|e| failed(&object, "signing the certificate", e))?;
     Ok(IssuedCert {
         der: certificate.der().to_vec(),
         pem: certificate.pem(),
-        key: private_key(&object, &key, cert.key)?,
+        key: PrivateKey {
+            algorithm: cert.key.algorithm,
+            pem: key_pem,
+        },
     })
 }
 
@@ -304,18 +422,24 @@ fn generate_key(object: &str, spec: KeySpec) -> Result<KeyPair, IssueError> {
 fn private_key(object: &str, key: &KeyPair, spec: KeySpec) -> Result<PrivateKey, IssueError> {
     let pkcs8 = key.serialize_der();
     let pem = match spec.format {
-        KeyFormat::Pkcs8 => pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8)),
+        KeyFormat::Pkcs8 => pem_text("PRIVATE KEY", pkcs8),
         KeyFormat::Pkcs1 => {
             let inner = pkcs8_inner_key(&pkcs8).ok_or_else(|| {
                 failed(object, "converting the key to PKCS#1", "malformed PKCS#8")
             })?;
-            pem::encode(&pem::Pem::new("RSA PRIVATE KEY", inner))
+            pem_text("RSA PRIVATE KEY", inner)
         }
     };
     Ok(PrivateKey {
         algorithm: spec.algorithm,
         pem,
     })
+}
+
+/// Encodes DER as PEM with `\n` line endings, as rcgen and openssl write it.
+fn pem_text(tag: &str, der: Vec<u8>) -> String {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(tag, der), config)
 }
 
 /// Returns the `privateKey` OCTET STRING of a PKCS#8 PrivateKeyInfo (RFC 5208), which

@@ -84,6 +84,8 @@ pub struct RawDefaults {
     pub ca_validity: Option<String>,
     pub backdate: Option<String>,
     pub key_format: Option<String>,
+    /// How long before `notAfter` a rebuild renews a certificate.
+    pub renew_before: Option<String>,
 }
 
 /// Subject distinguished name. `o` and `ou` take one string or a list.

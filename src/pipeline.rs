@@ -14,6 +14,7 @@ use crate::issue::{self, Issued};
 use crate::manifest::{self, Variables};
 use crate::model::{self, Model};
 use crate::render::{self, KubeconfigMode, Templates};
+use crate::state::{self, Action, Plan, Renewal};
 use crate::verify::{self, Finding};
 use crate::{Reporter, golden};
 
@@ -114,34 +115,60 @@ pub struct Built {
     pub findings: Vec<Finding>,
 }
 
-/// Issues, renders and verifies a loaded manifest without writing anything.
+/// Decides what a build does with each key and certificate under `out`.
+pub fn decide(loaded: &Loaded, out: Option<&Path>, now: OffsetDateTime) -> Result<Plan, Failure> {
+    let Some(out) = out else {
+        return Ok(Plan::default());
+    };
+    let renewal = Renewal {
+        renew_before: loaded.model.renew_before,
+    };
+    state::decide(&loaded.model, &loaded.order, out, now, renewal)
+        .map_err(|d| Failure::Input(render_diagnostics(&loaded.source, &d)))
+}
+
+fn report_decisions(loaded: &Loaded, plan: &Plan, reporter: &Reporter) {
+    for key in &loaded.order {
+        let Some((kind, id)) = key.split_once(':') else {
+            continue;
+        };
+        let what = match kind {
+            "ca" => "CA certificate and key",
+            "cert" => "certificate and key",
+            "service-account" => "service-account key pair",
+            _ => continue,
+        };
+        let Some(decision) = plan.get(key) else {
+            reporter.progress(&format!("[issue] generated \"{id}\" {what}"));
+            continue;
+        };
+        let reasons = decision.reasons.join("; ");
+        let line = match decision.action {
+            Action::Keep => {
+                reporter.detail(&format!("[issue] using existing \"{id}\" {what}"));
+                continue;
+            }
+            Action::Create => format!("[issue] generated \"{id}\" {what} ({reasons})"),
+            Action::Reissue => format!("[issue] reissued \"{id}\" {what}: {reasons}"),
+            Action::Renew => format!("[issue] renewed \"{id}\" {what}: {reasons}"),
+        };
+        reporter.progress(&line);
+    }
+}
+
+/// Issues, renders and verifies a loaded manifest without writing anything; `plan`
+/// says which keys and certificates to keep.
 pub fn compile(
     loaded: &Loaded,
+    plan: &Plan,
     templates: Option<&Path>,
+    now: OffsetDateTime,
     reporter: &Reporter,
 ) -> Result<Built, Failure> {
     let model = &loaded.model;
-    let now = OffsetDateTime::now_utc();
-    let issued =
-        issue::issue_all(model, &loaded.order, now).map_err(|e| Failure::Io(e.to_string()))?;
-    for ca in &model.cas {
-        reporter.progress(&format!(
-            "[issue] generated \"{}\" CA certificate and key ({})",
-            ca.id, ca.key.algorithm
-        ));
-    }
-    for cert in &model.certs {
-        reporter.progress(&format!(
-            "[issue] generated \"{}\" certificate and key ({})",
-            cert.id, cert.key.algorithm
-        ));
-    }
-    for account in &model.service_accounts {
-        reporter.progress(&format!(
-            "[issue] generated \"{}\" service-account key pair ({})",
-            account.id, account.key.algorithm
-        ));
-    }
+    let issued = issue::issue_all(model, &loaded.order, plan, now)
+        .map_err(|e| Failure::Io(e.to_string()))?;
+    report_decisions(loaded, plan, reporter);
 
     let template_dir = templates
         .map(Path::to_path_buf)
@@ -155,7 +182,7 @@ pub fn compile(
 
     let files = output_files(model, &issued, &rendered);
     let public = golden::public_outputs(model, &issued, &path_mode, &files);
-    let findings = verify::verify(model, &issued, SystemTime::now());
+    let findings = verify::verify(model, &issued, SystemTime::from(now));
     Ok(Built {
         issued,
         files,
@@ -173,15 +200,17 @@ fn output_files(model: &Model, issued: &Issued, rendered: &[render::Rendered]) -
             secret,
         });
     };
+    // Each key goes before its certificate: a build killed between the two leaves a key
+    // without a certificate, which the next build completes, never the reverse.
     for ca in &model.cas {
         let made = &issued.cas[&ca.id];
-        push(&ca.cert_file.relative, &made.pem, false);
         push(&ca.key_file.relative, &made.key.pem, true);
+        push(&ca.cert_file.relative, &made.pem, false);
     }
     for cert in &model.certs {
         let made = &issued.certs[&cert.id];
-        push(&cert.cert_file.relative, &made.pem, false);
         push(&cert.key_file.relative, &made.key.pem, true);
+        push(&cert.cert_file.relative, &made.pem, false);
     }
     for bundle in &model.bundles {
         push(
@@ -239,7 +268,10 @@ fn report_findings(findings: &[Finding], reporter: &Reporter) -> Result<(), Fail
 /// Runs `pkic build`.
 pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure> {
     let loaded = load(&options.manifest, &options.set, reporter)?;
-    let built = compile(&loaded, options.templates.as_deref(), reporter)?;
+    let now = OffsetDateTime::now_utc();
+    let writes = options.check.is_none() && options.update_golden.is_none();
+    let plan = decide(&loaded, writes.then_some(options.out.as_path()), now)?;
+    let built = compile(&loaded, &plan, options.templates.as_deref(), now, reporter)?;
     report_findings(&built.findings, reporter)?;
 
     if let Some(dir) = &options.check {
@@ -273,18 +305,35 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
         return Ok(());
     }
 
-    emit::write_all(&options.out, &built.files).map_err(|e| Failure::Io(e.to_string()))?;
-    for file in &built.files {
-        reporter.detail(&format!(
-            "[write] {:04o} {}",
-            file.mode(),
-            options.out.join(&file.relative).display()
+    let stamp = now
+        .format(&time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_else(|_| now.unix_timestamp().to_string());
+    let written = emit::write_all(&options.out, &built.files, &stamp)
+        .map_err(|e| Failure::Io(e.to_string()))?;
+    for path in &written.changed {
+        reporter.detail(&format!("[write] {}", options.out.join(path).display()));
+        println!("{}", path.display());
+    }
+    if let Some(backup) = &written.backup {
+        reporter.progress(&format!(
+            "[write] previous versions of replaced files kept in {}",
+            backup.display()
         ));
-        println!("{}", file.relative.display());
+    }
+    if written.changed.is_empty() {
+        reporter.summary(&format!(
+            "[build] {} is up to date: no file changed",
+            options.out.display()
+        ));
+        return Ok(());
     }
     let model = &loaded.model;
     reporter.summary(&format!(
-        "[build] wrote {} files to {}: {} CAs, {} certificates, {} service-account keys, {} kubeconfigs, {} flag files",
+        "[build] wrote {} of {} files to {}: {} CAs, {} certificates, {} service-account \
+         keys, {} kubeconfigs, {} flag files declared",
+        written.changed.len(),
         built.files.len(),
         options.out.display(),
         model.cas.len(),

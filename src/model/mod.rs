@@ -40,6 +40,8 @@ pub struct Model {
     pub templates: Option<PathBuf>,
     /// Backdating of every `notBefore`, against clock skew between hosts.
     pub backdate: Duration,
+    /// How long before `notAfter` a rebuild renews a certificate.
+    pub renew_before: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -396,6 +398,12 @@ pub fn validate(
         None => Duration::from_secs(5 * 60),
     };
 
+    let renew_before = checker.duration(
+        "defaults.renew-before",
+        raw.defaults.renew_before.as_ref(),
+        Duration::from_secs(30 * 86_400),
+    );
+
     let cluster = check_cluster(&mut checker);
     let nodes = check_nodes(&mut checker);
     let cas = check_cas(&mut checker);
@@ -418,6 +426,7 @@ pub fn validate(
         nodes,
         templates: raw.templates.as_ref().map(|t| manifest_dir.join(t)),
         backdate,
+        renew_before,
     };
     model.flag_files = flags::check_flags(&mut checker, &model);
     check_unique_outputs(&mut checker, &model);

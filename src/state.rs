@@ -1,0 +1,574 @@
+//! State stage: reads the existing output tree and decides, for each key and
+//! certificate, whether a build keeps it, creates it, reissues it or renews it, and why.
+//!
+//! The tree on disk is the state: the certificates and keys themselves are read back
+//! and compared with the manifest, so a hand-edited, deleted or mismatched file is
+//! noticed. A CA is never replaced implicitly: a CA whose certificate no longer matches
+//! the manifest, or whose key is missing, stops the build.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use rcgen::{KeyPair, PublicKeyData};
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+use x509_parser::public_key::PublicKey;
+
+use crate::diag::Diagnostic;
+use crate::model::{KeyAlgorithm, Model, San, Subject, Usage, values::format_duration};
+
+/// What a build does with one key or certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Keep,
+    Create,
+    Reissue,
+    Renew,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Keep => "keep",
+            Action::Create => "create",
+            Action::Reissue => "reissue",
+            Action::Renew => "renew",
+        })
+    }
+}
+
+/// The decision for one object, with the files found on disk.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub action: Action,
+    pub reasons: Vec<String>,
+    /// The private key on disk, in PEM, when the build keeps using it.
+    pub reuse_key: Option<String>,
+    /// The certificate on disk, in DER, when the build keeps it.
+    pub keep_cert: Option<Vec<u8>>,
+}
+
+impl Decision {
+    fn new(action: Action, reason: impl Into<String>) -> Decision {
+        Decision {
+            action,
+            reasons: vec![reason.into()],
+            reuse_key: None,
+            keep_cert: None,
+        }
+    }
+}
+
+/// Decisions by graph key (`ca:ID`, `cert:ID`, `service-account:ID`).
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub decisions: BTreeMap<String, Decision>,
+}
+
+impl Plan {
+    pub fn get(&self, key: &str) -> Option<&Decision> {
+        self.decisions.get(key)
+    }
+
+    /// True when every key and certificate is kept.
+    pub fn is_noop(&self) -> bool {
+        self.decisions.values().all(|d| d.action == Action::Keep)
+    }
+}
+
+/// The settings that decide when a kept certificate is renewed.
+#[derive(Debug, Clone, Copy)]
+pub struct Renewal {
+    pub renew_before: Duration,
+}
+
+/// Reads the tree under `out` and decides every key and certificate of `model`.
+pub fn decide(
+    model: &Model,
+    order: &[String],
+    out: &Path,
+    now: OffsetDateTime,
+    renewal: Renewal,
+) -> Result<Plan, Vec<Diagnostic>> {
+    let mut plan = Plan::default();
+    let mut errors = Vec::new();
+    let reader = Reader {
+        out,
+        now,
+        renewal,
+        backdate: model.backdate,
+    };
+    for key in order {
+        let decision = if let Some(id) = key.strip_prefix("ca:") {
+            reader.decide_ca(model, id, &plan)
+        } else if let Some(id) = key.strip_prefix("cert:") {
+            Ok(reader.decide_leaf(model, id, &plan))
+        } else if let Some(id) = key.strip_prefix("service-account:") {
+            reader.decide_service_account(model, id)
+        } else {
+            continue;
+        };
+        match decision {
+            Ok(decision) => {
+                plan.decisions.insert(key.clone(), decision);
+            }
+            Err(error) => errors.push(error),
+        }
+    }
+    if errors.is_empty() {
+        Ok(plan)
+    } else {
+        Err(errors)
+    }
+}
+
+struct Reader<'a> {
+    out: &'a Path,
+    now: OffsetDateTime,
+    renewal: Renewal,
+    backdate: Duration,
+}
+
+/// A certificate and key as found on disk.
+struct Found {
+    cert: Option<Vec<u8>>,
+    key: Option<String>,
+}
+
+impl Reader<'_> {
+    fn read(&self, cert: &Path, key: &Path) -> Found {
+        let cert = std::fs::read_to_string(self.out.join(cert))
+            .ok()
+            .and_then(|text| pem::parse(text).ok())
+            .filter(|p| p.tag() == "CERTIFICATE")
+            .map(|p| p.contents().to_vec());
+        let key = std::fs::read_to_string(self.out.join(key)).ok();
+        Found { cert, key }
+    }
+
+    fn decide_ca(&self, model: &Model, id: &str, plan: &Plan) -> Result<Decision, Diagnostic> {
+        let ca = model.ca(id).expect("graph holds only declared CAs");
+        let path = format!("ca.{id}");
+        let found = self.read(&ca.cert_file.relative, &ca.key_file.relative);
+        let (der, key_pem) = match (found.cert, found.key) {
+            (None, None) => return Ok(Decision::new(Action::Create, "not on disk")),
+            (None, Some(_)) => {
+                // A key without its certificate was never trusted by anything: an
+                // interrupted first build leaves this, since the key is written first.
+                return Ok(Decision::new(
+                    Action::Create,
+                    "key without certificate (interrupted build)",
+                ));
+            }
+            (Some(_), None) => {
+                return Err(Diagnostic::error(
+                    path,
+                    format!(
+                        "CA `{id}`: {} exists but its key {} is missing; pkic never replaces \
+                         a CA implicitly",
+                        ca.cert_file.relative.display(),
+                        ca.key_file.relative.display()
+                    ),
+                )
+                .with_help("restore the key from a backup in the output directory's .backup/"));
+            }
+            (Some(der), Some(key)) => (der, key),
+        };
+        let cert =
+            parse(&der).map_err(|e| Diagnostic::error(path.clone(), format!("CA `{id}`: {e}")))?;
+        let key_matches = key_matches(&key_pem, &cert);
+        let mut problems = Vec::new();
+        if !key_matches {
+            problems.push(format!(
+                "{} does not match its certificate",
+                ca.key_file.relative.display()
+            ));
+        }
+        if let Some(change) = subject_change(&cert, &ca.subject) {
+            problems.push(change);
+        }
+        if let Some(change) = algorithm_change(&cert, ca.key.algorithm) {
+            problems.push(change);
+        }
+        if !problems.is_empty() {
+            return Err(Diagnostic::error(
+                path,
+                format!(
+                    "CA `{id}` on disk differs from the manifest: {}; pkic never replaces a CA \
+                     key implicitly, since every certificate and kubeconfig that trusts it \
+                     would break",
+                    problems.join("; ")
+                ),
+            )
+            .with_help(format!(
+                "restore the manifest to match the CA, or move {} and its key out of the \
+                 output directory to create a new CA (every certificate it signed is then \
+                 reissued)",
+                ca.cert_file.relative.display()
+            )));
+        }
+        let mut decision = Decision {
+            action: Action::Keep,
+            reasons: Vec::new(),
+            reuse_key: Some(key_pem),
+            keep_cert: None,
+        };
+        if let Some(parent) = &ca.issuer {
+            self.check_issuer(&cert, parent, plan, &mut decision);
+        }
+        self.check_lifetime(&cert, ca.validity, &mut decision);
+        if decision.action == Action::Keep {
+            decision.keep_cert = Some(der);
+        }
+        Ok(decision)
+    }
+
+    fn decide_leaf(&self, model: &Model, id: &str, plan: &Plan) -> Decision {
+        let leaf = model
+            .cert(id)
+            .expect("graph holds only declared certificates");
+        let found = self.read(&leaf.cert_file.relative, &leaf.key_file.relative);
+        let key = found.key.filter(|pem| KeyPair::from_pem(pem).is_ok());
+        let Some(der) = found.cert else {
+            let mut decision = Decision::new(Action::Create, "not on disk");
+            if key_algorithm_of(key.as_deref()) == Some(leaf.key.algorithm) {
+                decision.reasons = vec!["certificate missing; its key is kept".into()];
+                decision.reuse_key = key;
+            }
+            return decision;
+        };
+        let Ok(cert) = parse(&der) else {
+            return Decision::new(Action::Reissue, "certificate on disk is not readable");
+        };
+        let mut decision = Decision {
+            action: Action::Keep,
+            reasons: Vec::new(),
+            reuse_key: None,
+            keep_cert: None,
+        };
+        match &key {
+            Some(pem) if key_matches(pem, &cert) => decision.reuse_key = key.clone(),
+            Some(_) => {
+                decision.reissue("certificate does not match its key");
+                decision.reuse_key = key.clone();
+            }
+            None => decision.reissue("key missing"),
+        }
+        if let Some(change) = algorithm_change(&cert, leaf.key.algorithm) {
+            decision.reissue(format!("{change} (new key)"));
+            decision.reuse_key = None;
+        }
+        if let Some(change) = subject_change(&cert, &leaf.subject) {
+            decision.reissue(change);
+        }
+        if let Some(change) = san_change(&cert, &leaf.sans) {
+            decision.reissue(change);
+        }
+        if let Some(change) = usage_change(&cert, leaf.usage) {
+            decision.reissue(change);
+        }
+        self.check_issuer(&cert, &leaf.issuer, plan, &mut decision);
+        self.check_lifetime(&cert, leaf.validity, &mut decision);
+        if decision.action == Action::Keep {
+            decision.keep_cert = Some(der);
+        }
+        decision
+    }
+
+    fn decide_service_account(&self, model: &Model, id: &str) -> Result<Decision, Diagnostic> {
+        let account = model
+            .service_accounts
+            .iter()
+            .find(|a| a.id == id)
+            .expect("graph holds only declared service accounts");
+        let key = std::fs::read_to_string(self.out.join(&account.key_file.relative)).ok();
+        let Some(key) = key else {
+            return Ok(Decision::new(Action::Create, "not on disk"));
+        };
+        match key_algorithm_of(Some(&key)) {
+            Some(algorithm) if algorithm == account.key.algorithm => Ok(Decision {
+                action: Action::Keep,
+                reasons: Vec::new(),
+                reuse_key: Some(key),
+                keep_cert: None,
+            }),
+            found => Err(Diagnostic::error(
+                format!("service-account.{id}"),
+                format!(
+                    "service-account key `{id}` on disk is {}, the manifest says {}; replacing \
+                     it would invalidate every service-account token",
+                    found.map_or("unreadable".to_string(), |a| a.to_string()),
+                    account.key.algorithm
+                ),
+            )
+            .with_help(
+                "restore the manifest's key-algorithm, or move the key out of the output directory",
+            )),
+        }
+    }
+
+    fn check_issuer(
+        &self,
+        cert: &X509Certificate,
+        issuer: &str,
+        plan: &Plan,
+        decision: &mut Decision,
+    ) {
+        let parent = plan.get(&format!("ca:{issuer}"));
+        match parent.map(|p| p.action) {
+            Some(Action::Keep) | None => {}
+            Some(action) => {
+                decision.reissue(format!(
+                    "issuer `{issuer}` is being {}d",
+                    action_past(action)
+                ));
+                return;
+            }
+        }
+        let parent_der = parent.and_then(|p| p.keep_cert.as_ref());
+        let signed = parent_der
+            .and_then(|der| X509Certificate::from_der(der).ok())
+            .is_some_and(|(_, issuer_cert)| {
+                cert.verify_signature(Some(issuer_cert.public_key()))
+                    .is_ok()
+            });
+        if !signed {
+            decision.reissue(format!("not signed by the current `{issuer}` certificate"));
+        }
+    }
+
+    fn check_lifetime(&self, cert: &X509Certificate, validity: Duration, decision: &mut Decision) {
+        let not_before = cert.validity().not_before.timestamp();
+        let not_after = cert.validity().not_after.timestamp();
+        let span = Duration::from_secs((not_after - not_before).max(0) as u64);
+        let expected = validity + self.backdate;
+        if span != expected {
+            decision.reissue(format!(
+                "validity changed from {} to {}",
+                format_duration(span.saturating_sub(self.backdate)),
+                format_duration(validity)
+            ));
+        }
+        let left = not_after - self.now.unix_timestamp();
+        if decision.action == Action::Keep && left < self.renewal.renew_before.as_secs() as i64 {
+            decision.action = Action::Renew;
+            decision.reasons.push(if left <= 0 {
+                "expired".to_string()
+            } else {
+                format!(
+                    "expires in {} (renew-before {})",
+                    format_remaining(left),
+                    format_duration(self.renewal.renew_before)
+                )
+            });
+        }
+    }
+}
+
+/// Formats a positive number of seconds as whole days, or hours when under a day.
+fn format_remaining(seconds: i64) -> String {
+    match seconds / 86_400 {
+        0 => format!("{} hours", seconds / 3600),
+        1 => "1 day".to_string(),
+        days => format!("{days} days"),
+    }
+}
+
+impl Decision {
+    fn reissue(&mut self, reason: impl Into<String>) {
+        if self.action == Action::Keep || self.action == Action::Renew {
+            self.action = Action::Reissue;
+        }
+        self.reasons.push(reason.into());
+    }
+}
+
+fn action_past(action: Action) -> &'static str {
+    match action {
+        Action::Create => "create",
+        Action::Reissue => "reissue",
+        Action::Renew => "renew",
+        Action::Keep => "keep",
+    }
+}
+
+fn parse(der: &[u8]) -> Result<X509Certificate<'_>, String> {
+    X509Certificate::from_der(der)
+        .map(|(_, cert)| cert)
+        .map_err(|e| format!("unparsable certificate: {e}"))
+}
+
+/// True when the PEM private key is the key of `cert`.
+pub fn key_matches(key_pem: &str, cert: &X509Certificate) -> bool {
+    KeyPair::from_pem(key_pem)
+        .is_ok_and(|key| key.der_bytes() == cert.public_key().subject_public_key.data.as_ref())
+}
+
+fn key_algorithm_of(key_pem: Option<&str>) -> Option<KeyAlgorithm> {
+    let key = KeyPair::from_pem(key_pem?).ok()?;
+    let spki = key.subject_public_key_info();
+    let (_, info) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&spki).ok()?;
+    algorithm_of_spki(&info)
+}
+
+fn algorithm_of_spki(spki: &x509_parser::x509::SubjectPublicKeyInfo) -> Option<KeyAlgorithm> {
+    match spki.parsed().ok()? {
+        PublicKey::RSA(rsa) => Some(KeyAlgorithm::Rsa(rsa.key_size() as u32)),
+        PublicKey::EC(_) => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()?
+                .as_oid()
+                .ok()?
+                .to_id_string();
+            match curve.as_str() {
+                "1.2.840.10045.3.1.7" => Some(KeyAlgorithm::EcdsaP256),
+                "1.3.132.0.34" => Some(KeyAlgorithm::EcdsaP384),
+                _ => None,
+            }
+        }
+        _ if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => {
+            Some(KeyAlgorithm::Ed25519)
+        }
+        _ => None,
+    }
+}
+
+fn algorithm_change(cert: &X509Certificate, expected: KeyAlgorithm) -> Option<String> {
+    let found = algorithm_of_spki(cert.public_key());
+    (found != Some(expected)).then(|| {
+        format!(
+            "key algorithm changed from {} to {expected}",
+            found.map_or("unknown".to_string(), |a| a.to_string())
+        )
+    })
+}
+
+/// Returns the subject attributes in the order `issue` writes them.
+pub fn expected_subject(subject: &Subject) -> Vec<(&'static str, String)> {
+    let mut attributes = Vec::new();
+    attributes.extend(subject.country.iter().map(|v| ("C", v.clone())));
+    attributes.extend(subject.state.iter().map(|v| ("ST", v.clone())));
+    attributes.extend(subject.locality.iter().map(|v| ("L", v.clone())));
+    attributes.extend(subject.organizations.iter().map(|v| ("O", v.clone())));
+    attributes.extend(
+        subject
+            .organizational_units
+            .iter()
+            .map(|v| ("OU", v.clone())),
+    );
+    attributes.extend(subject.common_name.iter().map(|v| ("CN", v.clone())));
+    attributes
+}
+
+fn found_subject(cert: &X509Certificate) -> Vec<(&'static str, String)> {
+    cert.subject()
+        .iter_attributes()
+        .map(|attr| {
+            let name = match attr.attr_type().to_id_string().as_str() {
+                "2.5.4.6" => "C",
+                "2.5.4.8" => "ST",
+                "2.5.4.7" => "L",
+                "2.5.4.10" => "O",
+                "2.5.4.11" => "OU",
+                "2.5.4.3" => "CN",
+                _ => "?",
+            };
+            (name, attr.as_str().unwrap_or("").to_string())
+        })
+        .collect()
+}
+
+fn format_subject(attributes: &[(&str, String)]) -> String {
+    attributes
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn subject_change(cert: &X509Certificate, subject: &Subject) -> Option<String> {
+    let expected = expected_subject(subject);
+    let found = found_subject(cert);
+    (expected != found).then(|| {
+        format!(
+            "subject changed from \"{}\" to \"{}\"",
+            format_subject(&found),
+            format_subject(&expected)
+        )
+    })
+}
+
+/// Returns the SANs of a certificate as model values.
+pub fn found_sans(cert: &X509Certificate) -> Vec<San> {
+    let Ok(Some(extension)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    extension
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some(San::Dns(dns.to_string())),
+            GeneralName::URI(uri) => Some(San::Uri(uri.to_string())),
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => <[u8; 4]>::try_from(*bytes).ok().map(|b| San::Ip(b.into())),
+                16 => <[u8; 16]>::try_from(*bytes).ok().map(|b| San::Ip(b.into())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn san_change(cert: &X509Certificate, expected: &[San]) -> Option<String> {
+    let found = found_sans(cert);
+    let added: Vec<String> = expected
+        .iter()
+        .filter(|s| !found.contains(s))
+        .map(San::to_string)
+        .collect();
+    let removed: Vec<String> = found
+        .iter()
+        .filter(|s| !expected.contains(s))
+        .map(San::to_string)
+        .collect();
+    let mut parts = Vec::new();
+    if !added.is_empty() {
+        parts.push(format!("SANs added: {}", added.join(", ")));
+    }
+    if !removed.is_empty() {
+        parts.push(format!("SANs removed: {}", removed.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+fn usage_change(cert: &X509Certificate, usage: Usage) -> Option<String> {
+    let (server, client) = match cert.extended_key_usage() {
+        Ok(Some(eku)) => (eku.value.server_auth, eku.value.client_auth),
+        _ => (false, false),
+    };
+    let found = match (server, client) {
+        (true, true) => Some(Usage::Both),
+        (true, false) => Some(Usage::Server),
+        (false, true) => Some(Usage::Client),
+        (false, false) => None,
+    };
+    (found != Some(usage)).then(|| {
+        let name = |u: Option<Usage>| match u {
+            Some(Usage::Server) => "server",
+            Some(Usage::Client) => "client",
+            Some(Usage::Both) => "both",
+            None => "none",
+        };
+        format!(
+            "usage changed from {} to {}",
+            name(found),
+            name(Some(usage))
+        )
+    })
+}
