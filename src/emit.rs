@@ -59,6 +59,8 @@ pub fn create_private_dir(dir: &Path) -> Result<(), EmitError> {
 pub struct Written {
     /// Files created or replaced, in write order.
     pub changed: Vec<PathBuf>,
+    /// Files of an earlier build that this build no longer makes, moved to the backup.
+    pub removed: Vec<PathBuf>,
     /// Files whose bytes and mode already matched.
     pub unchanged: usize,
     /// Directory holding the previous versions of replaced files, if any was replaced.
@@ -79,26 +81,67 @@ pub fn changed_files<'f>(out: &Path, files: &'f [OutFile]) -> Vec<&'f OutFile> {
         .collect()
 }
 
+/// Name of the file, inside the output directory, that lists the files a build wrote.
+const OUTPUT_LIST: &str = ".pkic-outputs";
+
+/// Returns the files that an earlier build wrote under `out` and that `files` no
+/// longer includes, such as those of a removed node.
+pub fn stale_files(out: &Path, files: &[OutFile]) -> Vec<PathBuf> {
+    let Ok(list) = fs::read_to_string(out.join(OUTPUT_LIST)) else {
+        return Vec::new();
+    };
+    list.lines()
+        .map(PathBuf::from)
+        .filter(|p| !files.iter().any(|f| &f.relative == p))
+        .filter(|p| out.join(p).is_file())
+        .collect()
+}
+
 /// Writes the changed `files` under `out` through a staging directory, backing up each
-/// file it replaces. `stamp` names the backup directory.
+/// file it replaces and moving stale files of an earlier build into the backup.
+/// `stamp` names the backup directory.
 pub fn write_all(out: &Path, files: &[OutFile], stamp: &str) -> Result<Written, EmitError> {
     create_private_dir(out)?;
     remove_stale_staging(out);
     let changed: Vec<OutFile> = changed_files(out, files).into_iter().cloned().collect();
+    let stale = stale_files(out, files);
     let mut written = Written {
         unchanged: files.len() - changed.len(),
         ..Written::default()
     };
-    if changed.is_empty() {
-        return Ok(written);
-    }
-    let staging = out.join(format!(".pkic-staging-{}", std::process::id()));
     let backup = out.join(".backup").join(stamp);
-    let result = stage(&staging, &changed).and_then(|()| commit(out, &staging, &backup, &changed));
-    let _ = fs::remove_dir_all(&staging);
-    let replaced = result?;
+    let mut list = files
+        .iter()
+        .map(|f| f.relative.display().to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    list.push('\n');
+    let mut staged = changed.clone();
+    if fs::read_to_string(out.join(OUTPUT_LIST)).ok().as_deref() != Some(list.as_str()) {
+        staged.push(OutFile {
+            relative: OUTPUT_LIST.into(),
+            contents: list.into_bytes(),
+            secret: false,
+        });
+    }
+    if !staged.is_empty() {
+        let staging = out.join(format!(".pkic-staging-{}", std::process::id()));
+        let result =
+            stage(&staging, &staged).and_then(|()| commit(out, &staging, &backup, &staged));
+        let _ = fs::remove_dir_all(&staging);
+        let replaced = result?;
+        written.backup = (replaced > 0).then(|| backup.clone());
+    }
+    for path in &stale {
+        let saved = backup.join(path);
+        if let Some(parent) = saved.parent() {
+            create_private_dir(parent)?;
+        }
+        fs::rename(out.join(path), &saved).map_err(error("moving a stale file to", &saved))?;
+        written.backup = Some(backup.clone());
+    }
     written.changed = changed.into_iter().map(|f| f.relative).collect();
-    written.backup = (replaced > 0).then_some(backup);
+    written.removed = stale;
     Ok(written)
 }
 

@@ -248,6 +248,8 @@ fn sans(cert: &X509Certificate) -> String {
 fn file_list(model: &Model, files: &[OutFile]) -> String {
     let installs = install_paths(model);
     let mut text = String::new();
+    let mut files: Vec<&OutFile> = files.iter().collect();
+    files.sort_by(|a, b| a.relative.cmp(&b.relative));
     for file in files {
         let relative = file.relative.display().to_string();
         let install = installs.get(&relative).map_or("-", String::as_str);

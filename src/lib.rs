@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod model;
 pub mod pipeline;
 pub mod render;
+pub mod rollout;
 pub mod state;
 pub mod verify;
 

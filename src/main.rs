@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use pkic::pipeline::{self, BuildOptions, Failure};
+use pkic::pipeline::{self, BuildOptions, Failure, Format};
 use pkic::{Reporter, Verbosity};
 
 /// Compile a declarative pki.toml into a Kubernetes cluster PKI: keys, certificates,
@@ -16,7 +16,8 @@ use pkic::{Reporter, Verbosity};
     name = "pkic",
     version,
     after_help = "Exit codes: 0 success; 1 verification failed or outputs differ from --check; \
-                  2 invalid manifest or command line; 3 reading or writing files failed."
+                  2 invalid manifest or command line; 3 reading or writing files failed; \
+                  4 `pkic plan` found changes to make."
 )]
 struct Cli {
     /// Print only errors.
@@ -33,8 +34,26 @@ struct Cli {
 enum Command {
     /// Build every key, certificate, bundle, kubeconfig and flag file of a manifest.
     Build(BuildArgs),
+    /// Show what `pkic build` would create, reissue, renew or keep, and the rollout
+    /// runbook, without writing anything. Exits 4 when something would change.
+    Plan(PlanArgs),
     /// Print the objects of a manifest in dependency order, issuers first.
     Graph(ManifestArgs),
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    manifest: ManifestArgs,
+    /// Output directory of the build to compare with.
+    #[arg(short, long, default_value = "out")]
+    out: PathBuf,
+    /// Directory of template overrides, as for `pkic build`.
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +114,21 @@ fn main() -> ExitCode {
                 update_golden: args.update_golden,
             };
             pipeline::build(&options, &reporter)
+        }
+        Command::Plan(args) => {
+            let options = BuildOptions {
+                manifest: args.manifest.manifest,
+                out: args.out,
+                set: args.manifest.set.into_iter().collect::<BTreeMap<_, _>>(),
+                templates: args.templates,
+                check: None,
+                update_golden: None,
+            };
+            match pipeline::plan(&options, args.format, &reporter) {
+                Ok(true) => return ExitCode::from(4),
+                Ok(false) => Ok(()),
+                Err(failure) => Err(failure),
+            }
         }
         Command::Graph(args) => graph(&args, &reporter),
     };

@@ -14,6 +14,7 @@ use crate::issue::{self, Issued};
 use crate::manifest::{self, Variables};
 use crate::model::{self, Model};
 use crate::render::{self, KubeconfigMode, Templates};
+use crate::rollout;
 use crate::state::{self, Action, Plan, Renewal};
 use crate::verify::{self, Finding};
 use crate::{Reporter, golden};
@@ -316,13 +317,19 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
         reporter.detail(&format!("[write] {}", options.out.join(path).display()));
         println!("{}", path.display());
     }
+    for path in &written.removed {
+        reporter.progress(&format!(
+            "[write] moved {} to the backup: the manifest no longer makes it",
+            path.display()
+        ));
+    }
     if let Some(backup) = &written.backup {
         reporter.progress(&format!(
             "[write] previous versions of replaced files kept in {}",
             backup.display()
         ));
     }
-    if written.changed.is_empty() {
+    if written.changed.is_empty() && written.removed.is_empty() {
         reporter.summary(&format!(
             "[build] {} is up to date: no file changed",
             options.out.display()
@@ -343,4 +350,34 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
         model.flag_files.len()
     ));
     Ok(())
+}
+
+/// Output format of `pkic plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+/// Runs `pkic plan`: prints what `pkic build` would do, writing nothing. Returns true
+/// when the build would change something.
+pub fn plan(options: &BuildOptions, format: Format, reporter: &Reporter) -> Result<bool, Failure> {
+    let loaded = load(&options.manifest, &options.set, reporter)?;
+    let now = OffsetDateTime::now_utc();
+    let plan = decide(&loaded, Some(options.out.as_path()), now)?;
+    let quiet = Reporter {
+        verbosity: crate::Verbosity::Quiet,
+    };
+    let built = compile(&loaded, &plan, options.templates.as_deref(), now, &quiet)?;
+    report_findings(&built.findings, reporter)?;
+    let rollout = rollout::rollout(&loaded.model, &plan, &options.out, &built.files);
+    match format {
+        Format::Human => print!("{}", rollout::format_human(&rollout)),
+        Format::Json => {
+            let json = serde_json::to_string_pretty(&rollout)
+                .map_err(|e| Failure::Io(format!("cannot encode the plan: {e}")))?;
+            println!("{json}");
+        }
+    }
+    Ok(!rollout.is_empty())
 }

@@ -583,12 +583,21 @@ fn etcd_context(
         "peer": peer,
         "trusted_ca_file": trusted_ca,
         "peer_trusted_ca_file": peer_trusted_ca,
-        "listen_client_urls": format!("https://{},https://127.0.0.1:2379", socket(ip, 2379)),
+        "listen_client_urls": listen_client_urls(ip),
         "advertise_client_urls": format!("https://{}", socket(ip, 2379)),
         "listen_peer_urls": format!("https://{}", socket(ip, 2380)),
         "initial_advertise_peer_urls": format!("https://{}", socket(ip, 2380)),
         "initial_cluster": initial_cluster.join(","),
     })
+}
+
+/// etcd listens on the member address and on loopback, for local clients.
+fn listen_client_urls(ip: std::net::IpAddr) -> String {
+    if ip.is_loopback() {
+        format!("https://{}", socket(ip, 2379))
+    } else {
+        format!("https://{},https://127.0.0.1:2379", socket(ip, 2379))
+    }
 }
 
 fn socket(ip: std::net::IpAddr, port: u16) -> String {

@@ -1,0 +1,306 @@
+//! Rollout stage: what a build would change and what an operator must do about it,
+//! computed without writing anything. `pkic plan` prints it.
+//!
+//! For each key and certificate it gives the action (create, reissue, renew, keep)
+//! and the reason; for each changed file, the host and install path to copy it to;
+//! then the components to restart on which hosts, and the follow-up steps that a new
+//! CA or service-account key requires.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component as PathComponent, Path};
+
+use serde::Serialize;
+
+use crate::emit::{self, OutFile};
+use crate::graph::Graph;
+use crate::model::{Component, Model};
+use crate::state::{Action, Plan};
+
+/// The rollout of one build.
+#[derive(Debug, Serialize)]
+pub struct Rollout {
+    pub objects: Vec<ObjectChange>,
+    pub files: Vec<FileChange>,
+    pub restarts: Vec<Restart>,
+    pub steps: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ObjectChange {
+    pub object: String,
+    pub action: Action,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FileChange {
+    pub file: String,
+    pub host: String,
+    pub install: String,
+    pub change: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Restart {
+    pub component: String,
+    pub host: String,
+}
+
+impl Rollout {
+    /// True when the build would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.objects.iter().all(|o| o.action == Action::Keep)
+    }
+}
+
+/// Computes the rollout of writing `files` (a compiled build) under `out`.
+pub fn rollout(model: &Model, plan: &Plan, out: &Path, files: &[OutFile]) -> Rollout {
+    let installs = install_paths(model);
+    let changed: Vec<&OutFile> = emit::changed_files(out, files);
+    let objects = plan
+        .decisions
+        .iter()
+        .map(|(key, decision)| ObjectChange {
+            object: key.clone(),
+            action: decision.action,
+            reasons: decision.reasons.clone(),
+        })
+        .collect();
+    let file_changes: Vec<FileChange> = changed
+        .iter()
+        .map(|file| {
+            let relative = file.relative.display().to_string();
+            FileChange {
+                host: host_of(model, &file.relative),
+                install: installs
+                    .get(&relative)
+                    .cloned()
+                    .unwrap_or_else(|| "-".into()),
+                change: if out.join(&file.relative).exists() {
+                    "update"
+                } else {
+                    "create"
+                },
+                file: relative,
+            }
+        })
+        .collect();
+    let mut file_changes = file_changes;
+    for stale in emit::stale_files(out, files) {
+        let install = install_path_of_stale(model, &stale);
+        file_changes.push(FileChange {
+            host: host_of(model, &stale),
+            file: stale.display().to_string(),
+            install,
+            change: "remove",
+        });
+    }
+    let restarts = restarts(model, &changed, out, files);
+    let steps = follow_up_steps(model, plan, out);
+    Rollout {
+        objects,
+        files: file_changes,
+        restarts,
+        steps,
+    }
+}
+
+fn install_paths(model: &Model) -> BTreeMap<String, String> {
+    let mut paths = BTreeMap::new();
+    let mut add = |file: &crate::model::OutputFile| {
+        paths.insert(file.relative.display().to_string(), file.install.clone());
+    };
+    for ca in &model.cas {
+        add(&ca.cert_file);
+        add(&ca.key_file);
+    }
+    for cert in &model.certs {
+        add(&cert.cert_file);
+        add(&cert.key_file);
+    }
+    for account in &model.service_accounts {
+        add(&account.key_file);
+        add(&account.public_key_file);
+    }
+    model.bundles.iter().for_each(|b| add(&b.file));
+    model.kubeconfigs.iter().for_each(|k| add(&k.file));
+    model.flag_files.iter().for_each(|f| add(&f.file));
+    model.bindings.iter().for_each(|b| add(&b.file));
+    paths
+}
+
+/// Returns where a file that the manifest no longer makes was installed: under the
+/// install root, without the `nodes/<node>/` prefix.
+fn install_path_of_stale(model: &Model, relative: &Path) -> String {
+    let mut parts = relative.components();
+    let stripped = match (parts.next(), parts.next()) {
+        (Some(PathComponent::Normal(first)), Some(_)) if first == "nodes" => parts.as_path(),
+        _ => relative,
+    };
+    format!(
+        "{}/{}",
+        model.cluster.install_root.trim_end_matches('/'),
+        stripped.display()
+    )
+}
+
+/// Returns the host a file belongs on: its node for `nodes/<node>/...`, the
+/// control-plane hosts for the rest, and the cluster (through kubectl) for manifests.
+fn host_of(model: &Model, relative: &Path) -> String {
+    let mut parts = relative.components();
+    if let (Some(PathComponent::Normal(first)), Some(PathComponent::Normal(node))) =
+        (parts.next(), parts.next())
+        && first == "nodes"
+    {
+        return node.to_string_lossy().into_owned();
+    }
+    if model.bindings.iter().any(|b| b.file.relative == relative) {
+        return "cluster (kubectl apply -f)".into();
+    }
+    let control_plane: Vec<&str> = model
+        .nodes
+        .iter()
+        .filter(|n| n.roles.iter().any(|r| r == "control-plane"))
+        .map(|n| n.name.as_str())
+        .collect();
+    if control_plane.is_empty() {
+        "control-plane hosts".into()
+    } else {
+        control_plane.join(",")
+    }
+}
+
+/// A component restarts when its flag file changed, or when the flag file points at a
+/// changed file (directly or through a kubeconfig that changed).
+fn restarts(model: &Model, changed: &[&OutFile], out: &Path, files: &[OutFile]) -> Vec<Restart> {
+    let installs = install_paths(model);
+    let changed_installs: BTreeSet<&str> = changed
+        .iter()
+        .filter_map(|f| {
+            installs
+                .get(&f.relative.display().to_string())
+                .map(String::as_str)
+        })
+        .collect();
+    let mut restarts = BTreeSet::new();
+    for flags in &model.flag_files {
+        let Some(text) = files.iter().find(|f| f.relative == flags.file.relative) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&text.contents);
+        let self_changed = changed.iter().any(|f| f.relative == flags.file.relative);
+        let points_at_change = changed_installs.iter().any(|path| text.contains(path));
+        if self_changed || points_at_change {
+            let host = host_of(model, &flags.file.relative);
+            restarts.insert(Restart {
+                component: flags.component.name().to_string(),
+                host,
+            });
+        }
+    }
+    let _ = out;
+    restarts.into_iter().collect()
+}
+
+fn follow_up_steps(model: &Model, plan: &Plan, out: &Path) -> Vec<String> {
+    let mut steps = Vec::new();
+    let existing_tree = out.exists();
+    let graph = Graph::from_model(model);
+    for (key, decision) in &plan.decisions {
+        if !existing_tree || decision.action != Action::Create {
+            continue;
+        }
+        if let Some(id) = key.strip_prefix("ca:") {
+            let mut trusting: Vec<String> = graph
+                .dependents(key)
+                .into_iter()
+                .filter(|k| {
+                    k.starts_with("bundle:")
+                        || k.starts_with("kubeconfig:")
+                        || k.starts_with("flags:")
+                })
+                .map(str::to_string)
+                .collect();
+            trusting.sort();
+            steps.push(format!(
+                "CA `{id}` is new: redistribute everything that trusts it ({}) and every \
+                 certificate it signs before any component uses them",
+                trusting.join(", ")
+            ));
+        }
+        if let Some(id) = key.strip_prefix("service-account:") {
+            steps.push(format!(
+                "service-account key `{id}` is new: tokens signed by the previous key stop \
+                 verifying. Restart kube-apiserver, then kube-controller-manager; delete \
+                 legacy token secrets (type kubernetes.io/service-account-token) so they are \
+                 recreated; restart pods that mount tokens, kube-system first"
+            ));
+        }
+    }
+    if model
+        .flag_files
+        .iter()
+        .any(|f| f.component == Component::KubeApiserver)
+        && !steps.is_empty()
+    {
+        steps.push("verify with `kubectl get --raw /readyz` and a pod's token request".into());
+    }
+    steps
+}
+
+/// Formats a rollout for a terminal.
+pub fn format_human(rollout: &Rollout) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    let _ = writeln!(text, "Keys and certificates:");
+    for object in &rollout.objects {
+        let reasons = if object.reasons.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", object.reasons.join("; "))
+        };
+        let _ = writeln!(
+            text,
+            "  {:<8} {}{reasons}",
+            object.action.to_string(),
+            object.object
+        );
+    }
+    if rollout.files.is_empty() {
+        let _ = writeln!(text, "\nNo file would change.");
+        return text;
+    }
+    let _ = writeln!(text, "\nRunbook:");
+    let mut step = 1;
+    for file in &rollout.files {
+        let _ = match file.change {
+            "remove" => writeln!(
+                text,
+                "  {step}. remove {}:{} (no longer declared; kept in the output's .backup/)",
+                file.host, file.install
+            ),
+            change => writeln!(
+                text,
+                "  {step}. copy{} {} -> {}:{}",
+                if change == "create" { " (new)" } else { "" },
+                file.file,
+                file.host,
+                file.install
+            ),
+        };
+        step += 1;
+    }
+    for restart in &rollout.restarts {
+        let _ = writeln!(
+            text,
+            "  {step}. restart {} on {}",
+            restart.component, restart.host
+        );
+        step += 1;
+    }
+    for note in &rollout.steps {
+        let _ = writeln!(text, "  {step}. {note}");
+        step += 1;
+    }
+    text
+}
