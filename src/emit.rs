@@ -6,11 +6,16 @@
 //! killed build leaves no half-written file. A file about to be replaced is first
 //! hard-linked into `.backup/<UTC time>/` under the output directory. Private keys get
 //! mode 0600, every other file 0644, and directories that pkic creates 0700.
+//!
+//! For crash tests, the environment variable `PKIC_TEST_ABORT_AFTER=N` makes the process
+//! abort, with no cleanup, right after its Nth file operation (a write, link or rename).
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use thiserror::Error;
 
@@ -34,6 +39,21 @@ pub struct OutFile {
 impl OutFile {
     pub fn mode(&self) -> u32 {
         if self.secret { 0o600 } else { 0o644 }
+    }
+}
+
+/// Counts file operations and aborts the process at the one `PKIC_TEST_ABORT_AFTER` names.
+fn fault_point() {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    static LIMIT: OnceLock<Option<usize>> = OnceLock::new();
+    let limit = LIMIT.get_or_init(|| {
+        std::env::var("PKIC_TEST_ABORT_AFTER")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    let count = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
+    if *limit == Some(count) {
+        std::process::abort();
     }
 }
 
@@ -138,6 +158,7 @@ pub fn write_all(out: &Path, files: &[OutFile], stamp: &str) -> Result<Written, 
             create_private_dir(parent)?;
         }
         fs::rename(out.join(path), &saved).map_err(error("moving a stale file to", &saved))?;
+        fault_point();
         written.backup = Some(backup.clone());
     }
     written.changed = changed.into_iter().map(|f| f.relative).collect();
@@ -176,6 +197,7 @@ fn stage(staging: &Path, files: &[OutFile]) -> Result<(), EmitError> {
         handle
             .write_all(&file.contents)
             .map_err(error("writing", &path))?;
+        fault_point();
         handle.sync_all().map_err(error("syncing", &path))?;
         // The umask may have cleared bits of the requested mode.
         fs::set_permissions(&path, fs::Permissions::from_mode(file.mode()))
@@ -205,10 +227,12 @@ fn commit(
             if fs::hard_link(&target, &saved).is_err() {
                 fs::copy(&target, &saved).map_err(error("backing up", &target))?;
             }
+            fault_point();
             replaced += 1;
         }
         fs::rename(staging.join(&file.relative), &target)
             .map_err(error("renaming into place", &target))?;
+        fault_point();
     }
     Ok(replaced)
 }

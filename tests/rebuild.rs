@@ -1,0 +1,455 @@
+//! Rebuilds over an existing tree: idempotence, minimal reissue, repair of edited files,
+//! protection of CAs, backups, `pkic plan`, and convergence after builds killed at
+//! every file operation.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn manifest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/small-ecdsa.toml")
+}
+
+fn pkic(out: &Path, command: &str, vars: &[(&str, &str)], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pkic"));
+    cmd.arg(command)
+        .arg("-m")
+        .arg(manifest())
+        .arg("-o")
+        .arg(out);
+    for (name, value) in vars {
+        cmd.arg("--set").arg(format!("{name}={value}"));
+    }
+    cmd.env_remove("EXTRA_SAN").env_remove("SECOND_NODE");
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    cmd.output().expect("pkic runs")
+}
+
+fn build(out: &Path, vars: &[(&str, &str)]) -> Output {
+    let output = pkic(out, "build", vars, &[]);
+    assert!(output.status.success(), "build failed: {}", text(&output));
+    output
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Returns every file under `out` except backups and staging, as path to bytes.
+fn snapshot(out: &Path) -> BTreeMap<String, Vec<u8>> {
+    walkdir::WalkDir::new(out)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().strip_prefix(out).unwrap().display().to_string())
+        .filter(|p| !p.starts_with(".backup") && !p.starts_with(".pkic-staging"))
+        .map(|p| {
+            let bytes = fs::read(out.join(&p)).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+fn written(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn second_build_changes_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    build(&out, &[]);
+    let before = snapshot(&out);
+
+    let second = build(&out, &[]);
+
+    assert_eq!(snapshot(&out), before);
+    assert!(written(&second).is_empty(), "{}", text(&second));
+    assert!(
+        text(&second).contains("no file changed"),
+        "{}",
+        text(&second)
+    );
+    assert!(!out.join(".backup").exists());
+}
+
+#[test]
+fn san_change_reissues_only_apiserver() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    build(&out, &[]);
+    let before = snapshot(&out);
+
+    let second = build(&out, &[("EXTRA_SAN", "192.0.2.99")]);
+
+    assert_eq!(written(&second), vec!["pki/apiserver.crt"]);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("SANs added: IP:192.0.2.99"), "{stderr}");
+    assert!(stderr.contains("removed: IP:127.0.0.1"), "{stderr}");
+    let after = snapshot(&out);
+    assert_eq!(
+        after["pki/apiserver.key"], before["pki/apiserver.key"],
+        "key was replaced"
+    );
+    let backup = fs::read_dir(out.join(".backup"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        fs::read(backup.join("pki/apiserver.crt")).unwrap(),
+        before["pki/apiserver.crt"]
+    );
+}
+
+#[test]
+fn node_change_touches_only_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    build(&out, &[]);
+
+    let second = build(&out, &[("SECOND_NODE", "node-c")]);
+
+    let mut changed = written(&second);
+    changed.sort();
+    assert_eq!(
+        changed,
+        vec![
+            "nodes/node-c/kubelet.conf",
+            "nodes/node-c/pki/kubelet-client.crt",
+            "nodes/node-c/pki/kubelet-client.key",
+        ]
+    );
+    assert!(!out.join("nodes/node-b").join("kubelet.conf").exists());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("moved nodes/node-b/kubelet.conf to the backup"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn deleted_certificate_recreated_with_same_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    build(&out, &[]);
+    let before = snapshot(&out);
+    fs::remove_file(out.join("pki/admin.crt")).unwrap();
+
+    let second = build(&out, &[]);
+
+    let mut changed = written(&second);
+    changed.sort();
+    // admin.conf embeds the admin certificate, so it follows the new certificate.
+    assert_eq!(changed, vec!["admin.conf", "pki/admin.crt"]);
+    assert_eq!(snapshot(&out)["pki/admin.key"], before["pki/admin.key"]);
+}
+
+#[test]
+fn mismatched_key_gets_new_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    build(&out, &[]);
+    fs::copy(out.join("pki/apiserver.key"), out.join("pki/admin.key")).unwrap();
+
+    let second = build(&out, &[]);
+
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("certificate does not match its key"),
+        "{stderr}"
+    );
+    assert!(written(&second).contains(&"pki/admin.crt".to_string()));
+    let plan = pkic(&out, "plan", &[], &[]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+}
+
+#[test]
+fn ca_subject_change_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    build(&out, &[]);
+    let before = snapshot(&out);
+    let changed = fs::read_to_string(manifest())
+        .unwrap()
+        .replace("cn = \"Client CA\"", "cn = \"Client CA 2\"");
+    let edited = dir.path().join("pki.toml");
+    fs::write(&edited, changed).unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_pkic"))
+        .args([
+            "build",
+            "-m",
+            edited.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ca.client-ca"), "{stderr}");
+    assert!(
+        stderr.contains("subject changed from \"CN=Client CA\" to \"CN=Client CA 2\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("never replaces a CA key implicitly"),
+        "{stderr}"
+    );
+    assert_eq!(snapshot(&out), before);
+}
+
+#[test]
+fn ca_without_key_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    build(&out, &[]);
+    fs::remove_file(out.join("pki/server-ca.key")).unwrap();
+
+    let output = pkic(&out, "build", &[], &[]);
+
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("its key pki/server-ca.key is missing")
+    );
+    assert!(!out.join("pki/server-ca.key").exists());
+}
+
+#[test]
+fn renewal_window_renews_leaves_and_keeps_cas() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    build(&out, &[]);
+    let before = snapshot(&out);
+    let text_with_window = fs::read_to_string(manifest()).unwrap().replace(
+        "key-algorithm = \"ecdsa-p256\"\n\n[ca",
+        "key-algorithm = \"ecdsa-p256\"\nrenew-before = \"400d\"\n\n[ca",
+    );
+    let edited = dir.path().join("pki.toml");
+    fs::write(&edited, text_with_window).unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_pkic"))
+        .args([
+            "build",
+            "-m",
+            edited.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+
+    assert!(output.status.success(), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("renewed \"admin\""), "{stderr}");
+    assert!(stderr.contains("expires in 36"), "{stderr}");
+    let after = snapshot(&out);
+    assert_ne!(after["pki/admin.crt"], before["pki/admin.crt"]);
+    assert_eq!(after["pki/admin.key"], before["pki/admin.key"]);
+    assert_eq!(after["pki/server-ca.crt"], before["pki/server-ca.crt"]);
+}
+
+#[test]
+fn plan_reports_changes_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    build(&out, &[]);
+    let before = snapshot(&out);
+
+    let unchanged = pkic(&out, "plan", &[], &[]);
+    let changed = pkic(&out, "plan", &[("EXTRA_SAN", "192.0.2.99")], &[]);
+
+    assert_eq!(unchanged.status.code(), Some(0), "{}", text(&unchanged));
+    assert!(String::from_utf8_lossy(&unchanged.stdout).contains("No file would change."));
+    assert_eq!(changed.status.code(), Some(4), "{}", text(&changed));
+    let runbook = String::from_utf8_lossy(&changed.stdout);
+    assert!(
+        runbook.contains("reissue  cert:apiserver: SANs added: IP:192.0.2.99"),
+        "{runbook}"
+    );
+    assert!(
+        runbook.contains(
+            "copy pki/apiserver.crt -> control-plane hosts:/etc/kubernetes/pki/apiserver.crt"
+        ),
+        "{runbook}"
+    );
+    assert!(
+        runbook.contains("restart kube-apiserver on control-plane hosts"),
+        "{runbook}"
+    );
+    assert_eq!(snapshot(&out), before);
+}
+
+#[test]
+fn plan_json_lists_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    build(&out, &[]);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pkic"));
+    cmd.args(["plan", "--format", "json", "-m"])
+        .arg(manifest())
+        .arg("-o")
+        .arg(&out);
+    cmd.args(["--set", "SECOND_NODE=node-c"]);
+    let output = cmd.output().unwrap();
+
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output));
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let objects = plan["objects"].as_array().unwrap();
+    let created: Vec<&str> = objects
+        .iter()
+        .filter(|o| o["action"] == "create")
+        .map(|o| o["object"].as_str().unwrap())
+        .collect();
+    assert_eq!(created, vec!["cert:node-c/kubelet-client"]);
+    let removed: Vec<&str> = plan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["change"] == "remove")
+        .map(|f| f["host"].as_str().unwrap())
+        .collect();
+    assert!(removed.iter().all(|h| *h == "node-b"), "{removed:?}");
+    assert_eq!(removed.len(), 3);
+    let restarts = plan["restarts"].as_array().unwrap();
+    assert!(restarts.is_empty(), "{restarts:?}");
+}
+
+/// Checks that every certificate and key file under `out` is complete.
+fn assert_no_partial_file(out: &Path, context: &str) {
+    for (path, bytes) in snapshot(out) {
+        let text = String::from_utf8_lossy(&bytes);
+        if path.ends_with(".crt") || path.ends_with(".key") || path.ends_with(".pub") {
+            let parsed = pem::parse_many(text.as_bytes()).unwrap_or_default();
+            assert!(!parsed.is_empty(), "{context}: {path} is not complete PEM");
+        }
+        if path.ends_with(".conf") {
+            assert!(
+                text.contains("current-context:"),
+                "{context}: {path} is cut short"
+            );
+        }
+    }
+}
+
+/// Runs one build that aborts after `operations` file operations, then a normal build,
+/// and checks the tree converged: complete files, nothing left to do, CAs kept.
+fn kill_and_recover(
+    out: &Path,
+    operations: usize,
+    vars: &[(&str, &str)],
+    cas: &BTreeMap<String, Vec<u8>>,
+) -> bool {
+    let limit = operations.to_string();
+    let killed = pkic(out, "build", vars, &[("PKIC_TEST_ABORT_AFTER", &limit)]);
+    let context = format!("abort after {operations} operations");
+    assert_no_partial_file(out, &context);
+    let recovered = pkic(out, "build", vars, &[]);
+    assert!(
+        recovered.status.success(),
+        "{context}: {}",
+        text(&recovered)
+    );
+    let plan = pkic(out, "plan", vars, &[]);
+    assert_eq!(plan.status.code(), Some(0), "{context}: {}", text(&plan));
+    let after = snapshot(out);
+    for (path, bytes) in cas {
+        assert_eq!(&after[path], bytes, "{context}: CA file {path} changed");
+    }
+    let staging = fs::read_dir(out)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with(".pkic-staging"));
+    assert!(!staging, "{context}: staging directory left behind");
+    killed.status.success()
+}
+
+#[test]
+fn killed_first_build_converges() {
+    for operations in 1.. {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let finished = kill_and_recover(&out, operations, &[], &BTreeMap::new());
+        if finished {
+            assert!(
+                operations > 30,
+                "the build made only {operations} file operations"
+            );
+            break;
+        }
+    }
+}
+
+#[test]
+fn killed_rebuild_converges_and_keeps_cas() {
+    let base = tempfile::tempdir().unwrap();
+    let base_out = base.path().join("out");
+    build(&base_out, &[]);
+    let cas: BTreeMap<String, Vec<u8>> = snapshot(&base_out)
+        .into_iter()
+        .filter(|(p, _)| p.contains("-ca."))
+        .collect();
+    assert_eq!(cas.len(), 4);
+    let vars = [("EXTRA_SAN", "192.0.2.99"), ("SECOND_NODE", "node-c")];
+    for operations in 1.. {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        copy_tree(&base_out, &out);
+        if kill_and_recover(&out, operations, &vars, &cas) {
+            assert!(
+                operations > 5,
+                "the rebuild made only {operations} file operations"
+            );
+            break;
+        }
+    }
+}
+
+#[test]
+fn sigkilled_builds_converge() {
+    for delay_ms in [0, 5, 10, 20, 30, 45, 60, 90] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pkic"))
+            .arg("build")
+            .arg("-m")
+            .arg(manifest())
+            .arg("-o")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+        kill_and_recover(&out, usize::MAX, &[], &BTreeMap::new());
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let target = to.join(entry.path().strip_prefix(from).unwrap());
+        if entry.file_type().is_dir() {
+            fs::create_dir_all(&target).unwrap();
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
