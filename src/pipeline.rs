@@ -64,6 +64,18 @@ pub struct Loaded {
     pub source: Source,
     pub model: Model,
     pub order: Vec<String>,
+    variables: Variables,
+}
+
+impl Loaded {
+    /// Renders diagnostics found after loading, located by their field paths.
+    fn render(&self, diagnostics: Vec<Diagnostic>) -> String {
+        let located = match manifest::parse(&self.source.text, &self.variables) {
+            Ok(document) => document.locate(diagnostics),
+            Err(_) => diagnostics,
+        };
+        render_diagnostics(&self.source, &located)
+    }
 }
 
 fn render_diagnostics(source: &Source, diagnostics: &[Diagnostic]) -> String {
@@ -102,6 +114,7 @@ pub fn load(
         .order()
         .map_err(|d| Failure::Input(render_diagnostics(&source, &document.locate(d))))?;
     Ok(Loaded {
+        variables: vars,
         source,
         model,
         order,
@@ -125,7 +138,7 @@ pub fn decide(loaded: &Loaded, out: Option<&Path>, now: OffsetDateTime) -> Resul
         renew_before: loaded.model.renew_before,
     };
     state::decide(&loaded.model, &loaded.order, out, now, renewal)
-        .map_err(|d| Failure::Input(render_diagnostics(&loaded.source, &d)))
+        .map_err(|d| Failure::Input(loaded.render(d)))
 }
 
 fn report_decisions(loaded: &Loaded, plan: &Plan, reporter: &Reporter) {
