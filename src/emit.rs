@@ -267,11 +267,15 @@ mod tests {
         assert_eq!(mode("pki/a.key"), 0o600);
         assert_eq!(mode("pki/a.crt"), 0o644);
         assert_eq!(mode("pki"), 0o700);
-        let leftovers: Vec<_> = fs::read_dir(dir.path())
+        let mut leftovers: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(leftovers, vec![std::ffi::OsString::from("pki")]);
+        leftovers.sort();
+        assert_eq!(
+            leftovers,
+            [OUTPUT_LIST, "pki"].map(std::ffi::OsString::from)
+        );
     }
 
     #[test]

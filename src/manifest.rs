@@ -410,7 +410,7 @@ fn type_error(
     let inner = error.inner();
     let message = inner.message().trim().to_string();
     let mut diagnostic = Diagnostic::error(path.clone(), message.clone());
-    if let Some(help) = unknown_key_help(&message) {
+    if let Some(help) = unknown_key_help(&message).or_else(|| type_help(&message, &path)) {
         diagnostic = diagnostic.with_help(help);
     }
     let span = inner.span().unwrap_or_else(|| span_at(spans, &path));
@@ -431,4 +431,34 @@ fn unknown_key_help(message: &str) -> Option<String> {
         None if expected.is_empty() => Some(format!("remove the {kind} `{word}`")),
         None => Some(format!("use one of: {}", expected.join(", "))),
     }
+}
+
+/// Builds the fix for serde's `missing field` and `invalid type` errors.
+fn type_help(message: &str, path: &str) -> Option<String> {
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.split('`').next()?;
+        let table = match path {
+            "" => "the top level".to_string(),
+            path if path.contains('[') => path.to_string(),
+            path => format!("[{path}]"),
+        };
+        return Some(format!("add `{field} = ...` to {table}"));
+    }
+    let expected = message.rsplit_once(", expected ")?.1;
+    let help = if expected.contains("sequence") {
+        "write a list in brackets, such as `[\"a\", \"b\"]`"
+    } else if expected.contains("or a list") {
+        "write a quoted string, or a list of them in brackets"
+    } else if expected.contains("string") {
+        "quote the value, such as `\"text\"`"
+    } else if expected.contains("boolean") {
+        "write `true` or `false`, without quotes"
+    } else if expected.starts_with('u') || expected.starts_with('i') {
+        "write a whole number without quotes, such as `1`"
+    } else if expected.contains("map") || expected.contains("struct") {
+        "write a table, such as `{ cn = \"name\" }`, or a [section]"
+    } else {
+        return None;
+    };
+    Some(help.to_string())
 }

@@ -9,7 +9,7 @@ use super::{
     Binding, Bundle, Ca, Cert, Checker, Cluster, Kubeconfig, Node, Subject, Usage, check_id,
     check_subject, hint, reference_help,
 };
-use crate::manifest::{RawCert, RawKubeconfig, RawSubject};
+use crate::manifest::{RawCert, RawKubeconfig};
 
 pub(super) fn check_certs(
     checker: &mut Checker,
@@ -154,7 +154,7 @@ fn check_cert(
         }
     };
 
-    let subject = resolve_subject(checker, path, raw.subject.as_ref(), role, node);
+    let subject = resolve_subject(checker, path, raw, role, node);
     let sans = resolve_sans(checker, path, raw, role, node, cluster);
     let key = checker.key_spec(path, raw.key_algorithm.as_ref(), raw.key_format.as_ref());
     let validity = checker.duration(
@@ -199,20 +199,28 @@ fn check_cert(
     Some(cert)
 }
 
+/// Resolves a certificate's subject. A role fills in the common name and, unless the
+/// certificate names a binding for its rights, the organizations that the manifest leaves
+/// out.
 fn resolve_subject(
     checker: &mut Checker,
     path: &str,
-    raw: Option<&RawSubject>,
+    raw_cert: &RawCert,
     role: Option<Role>,
     node: Option<&Node>,
 ) -> Subject {
     let subject_path = format!("{path}.subject");
+    let raw = raw_cert.subject.as_ref();
     let mut subject = match raw {
         Some(raw) if role.is_none() => return check_subject(checker, &subject_path, raw),
         Some(raw) => {
             let mut raw = raw.clone();
-            if raw.cn.is_none() {
-                raw.cn = role.map(|r| r.default_subject(node.map(|n| n.name.as_str())).0);
+            let defaults = role.map(|r| r.default_subject(node.map(|n| n.name.as_str())));
+            if let Some((cn, organizations)) = defaults {
+                raw.cn = raw.cn.or(Some(cn));
+                if raw.o.is_empty() && raw_cert.binding.is_none() {
+                    raw.o = organizations;
+                }
             }
             check_subject(checker, &subject_path, &raw)
         }
@@ -284,7 +292,11 @@ fn resolve_sans(
         match San::parse(text) {
             Ok(san) => sans.push(san),
             Err(message) => {
-                checker.error(format!("{path}.sans[{i}]"), message);
+                checker.error(format!("{path}.sans[{i}]"), message).help = Some(
+                    "write an IP address such as `192.0.2.10` or `2001:db8::10`, a DNS name \
+                     such as `api.example.com`, or a URI with a scheme"
+                        .into(),
+                );
             }
         }
     }
@@ -360,7 +372,77 @@ fn check_validity_within_issuer(checker: &mut Checker, cert: &Cert, issuer: &Ca)
     }
 }
 
+/// Rejects a client certificate that claims the node group or a node user name but is
+/// not one node's identity. The Node authorizer accepts only CN `system:node:<name>`
+/// with O `system:nodes`, and a per-node certificate must name its own node.
+fn check_node_identity(checker: &mut Checker, cert: &Cert) {
+    let cn = cert.subject.common_name.as_deref().unwrap_or("");
+    let orgs = &cert.subject.organizations;
+    let has_group = orgs.iter().any(|o| o == "system:nodes");
+    let claims_node = cn.starts_with("system:node") || has_group;
+    if cert.role.is_some() || !cert.usage.authenticates_client() || !claims_node {
+        return;
+    }
+    let name = cn.strip_prefix("system:node:").unwrap_or("");
+    let wrong_node = cert.node.as_deref().is_some_and(|node| node != name);
+    if !name.is_empty() && has_group && !wrong_node {
+        return;
+    }
+    let expected = match &cert.node {
+        Some(node) => format!("system:node:{node}"),
+        None => "system:node:<node name>".into(),
+    };
+    checker
+        .error(
+            format!("{}.subject", cert.origin),
+            format!(
+                "client certificate `{}` has CN={cn:?} O={orgs:?}, which is not a node \
+                 identity: the Node authorizer accepts only CN=\"{expected}\" with \
+                 O=\"system:nodes\"",
+                cert.id
+            ),
+        )
+        .help = Some(
+        "declare it under [per-node.cert] with `role = \"kubelet-client\"`, which derives \
+         the subject from the node name"
+            .into(),
+    );
+}
+
+/// Warns when a serving certificate's common name is a host name or address that its
+/// SANs lack: Go's crypto/x509 ignores the common name, so clients that dial it fail.
+fn check_common_name_in_sans(checker: &mut Checker, cert: &Cert) {
+    let Some(cn) = cert.subject.common_name.as_deref() else {
+        return;
+    };
+    if !cert.usage.serves() || cert.sans.is_empty() {
+        return;
+    }
+    let san = match cn.parse::<IpAddr>() {
+        Ok(ip) => San::Ip(ip),
+        Err(_) if cn.contains('.') && values::check_dns_name(cn, true).is_ok() => {
+            San::Dns(cn.to_string())
+        }
+        Err(_) => return,
+    };
+    if cert.sans.contains(&san) {
+        return;
+    }
+    checker
+        .warning(
+            format!("{}.sans", cert.origin),
+            format!(
+                "certificate `{}` names the host {cn:?} only in its common name: Go's \
+                 crypto/x509 ignores the common name, so clients that dial {cn} fail",
+                cert.id
+            ),
+        )
+        .help = Some(format!("add \"{cn}\" to `sans`"));
+}
+
 fn check_role_rules(checker: &mut Checker, cert: &Cert, bindings: &[Binding]) {
+    check_node_identity(checker, cert);
+    check_common_name_in_sans(checker, cert);
     let path = &cert.origin;
     let cn = cert.subject.common_name.clone().unwrap_or_default();
     let orgs = &cert.subject.organizations;
@@ -626,7 +708,7 @@ fn check_kubeconfig(
                 )
                 .help = Some(format!("set `usage = \"client\"` on `{}`", cert.origin));
         }
-        Some(_) => {}
+        Some(cert) => check_kubeconfig_user(checker, path, id, node, cert),
     }
     let ca_known = cas.iter().any(|c| c.id == raw.ca) || bundles.iter().any(|b| b.id == raw.ca);
     if !ca_known {
@@ -680,6 +762,54 @@ fn check_kubeconfig(
         embed: raw.embed,
         user_name,
         cluster_name: cluster.name.clone(),
+    }
+}
+
+/// Checks that a kubeconfig's user can act in the cluster: a node's kubeconfig must
+/// carry that node's identity, and a user without a group gets no rights from RBAC.
+fn check_kubeconfig_user(
+    checker: &mut Checker,
+    path: &str,
+    id: &str,
+    node: Option<&Node>,
+    cert: &Cert,
+) {
+    let cn = cert.subject.common_name.as_deref().unwrap_or("");
+    if let (Some(node), Some(named)) = (node, cn.strip_prefix("system:node:"))
+        && named != node.name
+    {
+        checker
+            .error(
+                format!("{path}.user"),
+                format!(
+                    "kubeconfig `{id}` of node `{}` authenticates as node `{named}` with \
+                     certificate `{}` (CN={cn:?})",
+                    node.name, cert.id
+                ),
+            )
+            .help =
+            Some("point `user` at a per-node certificate with `role = \"kubelet-client\"`".into());
+    }
+    let without_group = cert.role.is_none()
+        && cert.binding.is_none()
+        && cert.subject.organizations.is_empty()
+        && !cn.starts_with("system:");
+    if without_group {
+        checker
+            .warning(
+                format!("{}.subject", cert.origin),
+                format!(
+                    "kubeconfig `{id}` authenticates as user {cn:?} with certificate `{}`, \
+                     which has no group (O): with RBAC, the user has no rights unless a \
+                     binding names it",
+                    cert.id
+                ),
+            )
+            .help = Some(
+            "add `o = \"system:masters\"` for a cluster admin, or name a [binding] in \
+             `binding` and put its group in `o`"
+                .into(),
+        );
     }
 }
 

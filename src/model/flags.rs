@@ -379,19 +379,8 @@ fn apiserver_context(
     raw: &crate::manifest::RawApiserverFlags,
 ) -> serde_json::Value {
     let cluster = &slots.model.cluster;
+    // The SANs of the serving certificate are checked in `wiring`.
     let tls = slots.leaf("tls-cert", "--tls-cert-file", &raw.tls_cert, true);
-    if let Some(cert) = slots.model.cert(&raw.tls_cert)
-        && cert.role != Some(Role::Apiserver)
-    {
-        slots.checker.warning(
-            format!("{}.tls-cert", slots.path),
-            format!(
-                "`{}` has no `role = \"apiserver\"`, so its SANs lack the automatic \
-                     kubernetes.default names and service IP",
-                cert.id
-            ),
-        );
-    }
     let client_ca = slots.trust("client-ca", "--client-ca-file", &raw.client_ca);
     let kubelet_client = raw
         .kubelet_client

@@ -4,7 +4,7 @@
 //! output path and reference here is already checked, per-node templates are expanded,
 //! and role defaults are filled in. All problems are collected and reported together.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,10 +15,12 @@ use serde::Serialize;
 use crate::diag::{Diagnostic, Severity, did_you_mean};
 use crate::manifest::{Document, RawManifest, RawNode, RawSubject};
 
+mod cas;
 mod certs;
 mod flags;
 pub mod roles;
 pub mod values;
+mod wiring;
 
 pub use flags::{Component, FlagFile};
 pub use roles::Role;
@@ -257,6 +259,13 @@ impl<'a> Checker<'a> {
         self.diagnostics.last_mut().expect("just pushed")
     }
 
+    /// True when an error was already reported for the field at `path`.
+    fn has_error_at(&self, path: &str) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error && d.path == path)
+    }
+
     fn key_spec(
         &mut self,
         path: &str,
@@ -406,8 +415,8 @@ pub fn validate(
 
     let cluster = check_cluster(&mut checker);
     let nodes = check_nodes(&mut checker);
-    let cas = check_cas(&mut checker);
-    let bundles = check_bundles(&mut checker, &cas);
+    let cas = cas::check_cas(&mut checker);
+    let bundles = cas::check_bundles(&mut checker, &cas);
     let bindings = check_bindings(&mut checker);
     let certs = certs::check_certs(&mut checker, &cluster, &nodes, &cas, &bindings);
     let service_accounts = check_service_accounts(&mut checker);
@@ -429,6 +438,7 @@ pub fn validate(
         renew_before,
     };
     model.flag_files = flags::check_flags(&mut checker, &model);
+    wiring::check_wiring(&mut checker, &model);
     check_unique_outputs(&mut checker, &model);
 
     let diagnostics = document.locate(checker.diagnostics);
@@ -445,7 +455,8 @@ pub fn validate(
 fn check_cluster(checker: &mut Checker) -> Cluster {
     let raw = &checker.raw.cluster;
     if let Err(message) = values::check_dns_name(&raw.name, false) {
-        checker.error("cluster.name", message);
+        checker.error("cluster.name", message).help =
+            Some("use lower-case letters, digits and `-`, such as `kubernetes`".into());
     }
     if raw.servers.is_empty() {
         checker
@@ -465,10 +476,13 @@ fn check_cluster(checker: &mut Checker) -> Cluster {
     let advertise_address = raw.advertise_address.as_ref().and_then(|text| {
         text.parse::<IpAddr>()
             .map_err(|_| {
-                checker.error(
-                    "cluster.advertise-address",
-                    format!("invalid IP address `{text}`"),
-                )
+                checker
+                    .error(
+                        "cluster.advertise-address",
+                        format!("invalid IP address `{text}`"),
+                    )
+                    .help =
+                    Some("write the address the apiserver advertises, such as `192.0.2.10`".into());
             })
             .ok()
     });
@@ -511,7 +525,8 @@ fn check_cluster(checker: &mut Checker) -> Cluster {
         .clone()
         .unwrap_or_else(|| "cluster.local".into());
     if let Err(message) = values::check_dns_name(&dns_domain, false) {
-        checker.error("cluster.dns-domain", message);
+        checker.error("cluster.dns-domain", message).help =
+            Some("write the cluster's DNS domain, such as `cluster.local`".into());
     }
     let install_root = raw
         .install_root
@@ -564,37 +579,37 @@ fn server_host(url: &str) -> Result<San, String> {
 
 fn check_nodes(checker: &mut Checker) -> Vec<Node> {
     let mut nodes = Vec::new();
-    let mut seen = BTreeSet::new();
+    let mut first_index: BTreeMap<&str, usize> = BTreeMap::new();
     let raw_nodes: &Vec<RawNode> = &checker.raw.node;
     for (i, raw) in raw_nodes.iter().enumerate() {
         let path = format!("node[{i}]");
         if let Err(message) = values::check_dns_name(&raw.name, false) {
-            checker.error(
-                format!("{path}.name"),
-                format!("invalid node name: {message}"),
-            );
+            checker
+                .error(
+                    format!("{path}.name"),
+                    format!("invalid node name: {message}"),
+                )
+                .help = Some("use the node's host name, such as `worker-1`".into());
         }
-        if !seen.insert(raw.name.clone()) {
-            checker.error(
-                format!("{path}.name"),
-                format!("duplicate node name `{}`", raw.name),
-            );
+        if let Some(first) = first_index.get(raw.name.as_str()) {
+            checker
+                .error(
+                    format!("{path}.name"),
+                    format!(
+                        "duplicate node name `{}`: it is also the name of node[{first}]",
+                        raw.name
+                    ),
+                )
+                .help = Some("give each node its own name, or remove the copy".into());
+        } else {
+            first_index.insert(&raw.name, i);
         }
-        let mut ips = Vec::new();
-        for (j, text) in raw.ips.iter().enumerate() {
-            match text.parse::<IpAddr>() {
-                Ok(ip) => ips.push(ip),
-                Err(_) => {
-                    checker.error(
-                        format!("{path}.ips[{j}]"),
-                        format!("invalid IP address `{text}`"),
-                    );
-                }
-            }
-        }
+        let ips = check_node_ips(checker, &path, raw);
         for (j, name) in raw.dns.iter().enumerate() {
             if let Err(message) = values::check_dns_name(name, false) {
-                checker.error(format!("{path}.dns[{j}]"), message);
+                checker.error(format!("{path}.dns[{j}]"), message).help = Some(
+                    "write the host name that clients dial, such as `worker-1.example.com`".into(),
+                );
             }
         }
         nodes.push(Node {
@@ -605,6 +620,25 @@ fn check_nodes(checker: &mut Checker) -> Vec<Node> {
         });
     }
     nodes
+}
+
+fn check_node_ips(checker: &mut Checker, path: &str, raw: &RawNode) -> Vec<IpAddr> {
+    let mut ips = Vec::new();
+    for (j, text) in raw.ips.iter().enumerate() {
+        match text.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => {
+                checker
+                    .error(
+                        format!("{path}.ips[{j}]"),
+                        format!("invalid IP address `{text}`"),
+                    )
+                    .help =
+                    Some("write an IP address such as `192.0.2.21` or `2001:db8::21`".into());
+            }
+        }
+    }
+    ips
 }
 
 fn check_subject(checker: &mut Checker, path: &str, raw: &RawSubject) -> Subject {
@@ -640,151 +674,6 @@ fn check_subject(checker: &mut Checker, path: &str, raw: &RawSubject) -> Subject
     subject
 }
 
-fn check_cas(checker: &mut Checker) -> Vec<Ca> {
-    let mut cas = Vec::new();
-    for (id, raw) in &checker.raw.ca {
-        let path = format!("ca.{id}");
-        check_id(checker, &path, id);
-        let subject = check_subject(checker, &format!("{path}.subject"), &raw.subject);
-        let key = checker.key_spec(&path, raw.key_algorithm.as_ref(), raw.key_format.as_ref());
-        let validity = checker.duration(
-            &format!("{path}.validity"),
-            raw.validity.as_ref(),
-            checker.defaults.ca_validity,
-        );
-        let cert_file = checker.output(
-            &format!("{path}.cert-file"),
-            raw.cert_file.as_ref(),
-            format!("pki/{id}.crt"),
-            None,
-        );
-        let key_file = checker.output(
-            &format!("{path}.key-file"),
-            raw.key_file.as_ref(),
-            format!("pki/{id}.key"),
-            None,
-        );
-        if let Some(issuer) = &raw.issuer {
-            if !checker.raw.ca.contains_key(issuer) {
-                let help = reference_help(issuer, checker.raw.ca.keys());
-                checker
-                    .error(
-                        format!("{path}.issuer"),
-                        format!("CA `{id}` names issuer `{issuer}`, which is not a declared CA"),
-                    )
-                    .help = Some(help);
-            }
-        } else if raw.path_len.is_some() {
-            checker.warning(
-                format!("{path}.path-len"),
-                "a path length on a root limits every chain below it",
-            );
-        }
-        cas.push(Ca {
-            id: id.clone(),
-            subject,
-            issuer: raw.issuer.clone(),
-            path_len: raw.path_len,
-            key,
-            validity,
-            cert_file,
-            key_file,
-        });
-    }
-    check_ca_tree(checker, &cas);
-    cas
-}
-
-/// Checks that each intermediate fits inside its parent's validity and path length.
-fn check_ca_tree(checker: &mut Checker, cas: &[Ca]) {
-    for ca in cas {
-        let Some(parent) = ca
-            .issuer
-            .as_ref()
-            .and_then(|p| cas.iter().find(|c| &c.id == p))
-        else {
-            continue;
-        };
-        if ca.validity > parent.validity {
-            checker
-                .error(
-                    format!("ca.{}.validity", ca.id),
-                    format!(
-                        "CA `{}` would be valid for {}, longer than its issuer `{}` ({})",
-                        ca.id,
-                        values::format_duration(ca.validity),
-                        parent.id,
-                        values::format_duration(parent.validity)
-                    ),
-                )
-                .help = Some(format!(
-                "shorten `validity` to at most `{}`",
-                values::format_duration(parent.validity)
-            ));
-        }
-        if parent.path_len == Some(0) {
-            checker
-                .error(
-                    format!("ca.{}.issuer", ca.id),
-                    format!(
-                        "issuer `{}` has path-len 0 and may not sign the CA `{}`",
-                        parent.id, ca.id
-                    ),
-                )
-                .help = Some(format!(
-                "raise `ca.{}.path-len` or sign `{}` with another CA",
-                parent.id, ca.id
-            ));
-        }
-    }
-}
-
-fn check_bundles(checker: &mut Checker, cas: &[Ca]) -> Vec<Bundle> {
-    let mut bundles = Vec::new();
-    for (id, raw) in &checker.raw.bundle {
-        let path = format!("bundle.{id}");
-        check_id(checker, &path, id);
-        if checker.raw.ca.contains_key(id) {
-            checker
-                .error(path.clone(), format!("`{id}` is both a CA and a bundle"))
-                .help = Some("give the bundle another name".into());
-        }
-        if raw.cas.is_empty() {
-            checker.error(format!("{path}.cas"), "the bundle lists no CA");
-        }
-        let mut seen = BTreeSet::new();
-        for (i, ca) in raw.cas.iter().enumerate() {
-            if !cas.iter().any(|c| &c.id == ca) {
-                let help = reference_help(ca, checker.raw.ca.keys());
-                checker
-                    .error(
-                        format!("{path}.cas[{i}]"),
-                        format!("bundle `{id}` lists `{ca}`, which is not a declared CA"),
-                    )
-                    .help = Some(help);
-            }
-            if !seen.insert(ca) {
-                checker.error(
-                    format!("{path}.cas[{i}]"),
-                    format!("CA `{ca}` is listed twice"),
-                );
-            }
-        }
-        let file = checker.output(
-            &format!("{path}.file"),
-            raw.file.as_ref(),
-            format!("pki/{id}.crt"),
-            None,
-        );
-        bundles.push(Bundle {
-            id: id.clone(),
-            cas: raw.cas.clone(),
-            file,
-        });
-    }
-    bundles
-}
-
 fn check_bindings(checker: &mut Checker) -> Vec<Binding> {
     let mut bindings = Vec::new();
     for (id, raw) in &checker.raw.binding {
@@ -796,7 +685,7 @@ fn check_bindings(checker: &mut Checker) -> Vec<Binding> {
         let file = checker.output(
             &format!("{path}.file"),
             raw.file.as_ref(),
-            format!("manifests/{id}.yaml"),
+            format!("rbac/{id}.yaml"),
             None,
         );
         bindings.push(Binding {
@@ -911,6 +800,9 @@ fn check_unique_outputs(checker: &mut Checker, model: &Model) {
         files.push((format!("{}.file", flags.origin), &flags.file));
     }
     for (path, file) in files {
+        if checker.has_error_at(&path) {
+            continue;
+        }
         if let Some(first) = owners.get(&file.relative) {
             if first != &path {
                 let message = format!(

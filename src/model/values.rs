@@ -152,6 +152,9 @@ impl San {
         if let Ok(ip) = text.parse::<IpAddr>() {
             return Ok(San::Ip(ip));
         }
+        if looks_like_ipv6(text) {
+            return Err(format!("invalid IPv6 address `{text}`"));
+        }
         if text.contains(':') {
             return check_uri(text).map(|()| San::Uri(text.to_string()));
         }
@@ -167,6 +170,15 @@ impl fmt::Display for San {
             San::Uri(uri) => write!(f, "URI:{uri}"),
         }
     }
+}
+
+/// True for text made only of hex digits, `:` and `.` with at least two colons: a
+/// mistyped IPv6 address, which would otherwise pass as a URI with a hex scheme.
+fn looks_like_ipv6(text: &str) -> bool {
+    text.matches(':').count() >= 2
+        && text
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
 }
 
 fn check_uri(text: &str) -> Result<(), String> {
@@ -231,6 +243,11 @@ pub fn check_relative_path(text: &str) -> Result<PathBuf, String> {
     }
     if text.contains('\\') || text.contains('\0') {
         return Err(format!("path `{text}` contains a backslash or NUL"));
+    }
+    if path.is_absolute() {
+        return Err(format!(
+            "path `{text}` is absolute, so it would escape the output directory"
+        ));
     }
     let mut clean = PathBuf::new();
     for component in path.components() {
@@ -306,6 +323,13 @@ mod tests {
     fn bad_ipv4_is_not_a_dns_name() {
         let error = San::parse("192.168.1.300").unwrap_err();
         assert!(error.contains("invalid IP address"), "{error}");
+    }
+
+    #[test]
+    fn bad_ipv6_is_not_a_uri() {
+        let error = San::parse("fe80::1::2").unwrap_err();
+        assert!(error.contains("invalid IPv6 address"), "{error}");
+        assert!(San::parse("2001:db8::g").is_err());
     }
 
     #[test]
