@@ -226,7 +226,7 @@ fn output_files(model: &Model, issued: &Issued, rendered: &[render::Rendered]) -
         push(&cert.key_file.relative, &made.key.pem, true);
         push(
             &cert.cert_file.relative,
-            &chain_pem(model, issued, &cert.issuer, &made.pem),
+            &render::chain_pem(model, issued, &cert.id),
             false,
         );
     }
@@ -246,19 +246,6 @@ fn output_files(model: &Model, issued: &Issued, rendered: &[render::Rendered]) -
         push(&file.file.relative, &file.text, file.secret);
     }
     files
-}
-
-/// Returns a leaf's PEM followed by the intermediate CAs above it, leaf first and root
-/// left out, as TLS servers and clients send a chain.
-fn chain_pem(model: &Model, issued: &Issued, issuer: &str, leaf: &str) -> String {
-    let mut chain = leaf.to_string();
-    let mut next = model.ca(issuer);
-    while let Some(ca) = next {
-        let Some(parent) = &ca.issuer else { break };
-        chain.push_str(&issued.cas[&ca.id].pem);
-        next = model.ca(parent);
-    }
-    chain
 }
 
 /// Reports verification findings; fails when any is an error.

@@ -202,10 +202,24 @@ fn kubeconfig_context(
     if embed {
         let leaf = &issued.certs[&kubeconfig.user];
         context["ca_data"] = json!(base64(&trust_pem(model, issued, &kubeconfig.ca)));
-        context["client_certificate_data"] = json!(base64(&leaf.pem));
+        context["client_certificate_data"] =
+            json!(base64(&chain_pem(model, issued, &kubeconfig.user)));
         context["client_key_data"] = json!(base64(&leaf.key.pem));
     }
     context
+}
+
+/// Returns a leaf's PEM followed by the intermediate CAs above it, leaf first and root
+/// left out, as TLS servers and clients send a chain.
+pub fn chain_pem(model: &Model, issued: &Issued, leaf: &str) -> String {
+    let mut chain = issued.certs[leaf].pem.clone();
+    let mut next = model.cert(leaf).and_then(|c| model.ca(&c.issuer));
+    while let Some(ca) = next {
+        let Some(parent) = &ca.issuer else { break };
+        chain.push_str(&issued.cas[&ca.id].pem);
+        next = model.ca(parent);
+    }
+    chain
 }
 
 /// Returns the PEM text of a CA or bundle: the bundle's CAs in declared order.

@@ -123,10 +123,11 @@ impl Build {
         self.workspace.read(relative)
     }
 
-    /// Returns the one certificate in a built file.
+    /// Returns the first certificate of a built file: the certificate itself, which a
+    /// leaf file follows with its intermediate CAs.
     fn cert(&self, relative: &str) -> CertInfo {
         let mut certs = certs_in(&self.read(relative));
-        assert_eq!(certs.len(), 1, "{relative} should hold one certificate");
+        assert!(!certs.is_empty(), "{relative} holds no certificate");
         certs.remove(0)
     }
 
@@ -160,7 +161,11 @@ impl Build {
     fn embedded_cert(&self, relative: &str) -> CertInfo {
         let pem_bytes = self.kubeconfig_data(relative, "client-certificate-data");
         let mut certs = certs_in(&String::from_utf8(pem_bytes).expect("PEM text"));
-        assert_eq!(certs.len(), 1, "{relative} should embed one certificate");
+        assert!(!certs.is_empty(), "{relative} embeds no certificate");
+        assert!(
+            !certs[0].is_ca,
+            "{relative} embeds a CA before the client certificate"
+        );
         certs.remove(0)
     }
 
