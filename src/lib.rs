@@ -19,6 +19,7 @@ pub mod render;
 pub mod rollout;
 pub mod state;
 pub mod verify;
+pub mod x509;
 
 /// How much a run prints on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -105,7 +105,13 @@ pub struct RawSubject {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawCa {
-    pub subject: RawSubject,
+    /// Subject of a CA that pkic creates; taken from the certificate of an imported CA.
+    #[serde(default)]
+    pub subject: Option<RawSubject>,
+    /// Existing CA certificate to sign with, relative to the manifest's directory.
+    pub import_cert: Option<String>,
+    /// Private key of `import-cert` (PKCS#1, SEC1 or PKCS#8 PEM).
+    pub import_key: Option<String>,
     /// Parent CA for an intermediate; absent for a self-signed root.
     pub issuer: Option<String>,
     pub path_len: Option<u8>,

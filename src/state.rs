@@ -11,13 +11,14 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use rcgen::{KeyPair, PublicKeyData};
+use rcgen::KeyPair;
 use time::OffsetDateTime;
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
-use x509_parser::public_key::PublicKey;
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::diag::Diagnostic;
 use crate::model::{KeyAlgorithm, Model, San, Subject, Usage, values::format_duration};
+use crate::x509::{algorithm_of_spki, found_subject, key_algorithm_of};
+pub use crate::x509::{found_sans, key_matches};
 
 /// What a build does with one key or certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -152,6 +153,14 @@ impl Reader<'_> {
     fn decide_ca(&self, model: &Model, id: &str, plan: &Plan) -> Result<Decision, Diagnostic> {
         let ca = model.ca(id).expect("graph holds only declared CAs");
         let path = format!("ca.{id}");
+        if let Some(imported) = &ca.imported {
+            return Ok(Decision {
+                action: Action::Keep,
+                reasons: vec![format!("imported from {}", imported.source.display())],
+                reuse_key: Some(imported.key_pem.clone()),
+                keep_cert: Some(imported.cert_der.clone()),
+            });
+        }
         let found = self.read(&ca.cert_file.relative, &ca.key_file.relative);
         let (der, key_pem) = match (found.cert, found.key) {
             (None, None) => return Ok(Decision::new(Action::Create, "not on disk")),
@@ -401,43 +410,6 @@ fn parse(der: &[u8]) -> Result<X509Certificate<'_>, String> {
         .map_err(|e| format!("unparsable certificate: {e}"))
 }
 
-/// True when the PEM private key is the key of `cert`.
-pub fn key_matches(key_pem: &str, cert: &X509Certificate) -> bool {
-    KeyPair::from_pem(key_pem)
-        .is_ok_and(|key| key.der_bytes() == cert.public_key().subject_public_key.data.as_ref())
-}
-
-fn key_algorithm_of(key_pem: Option<&str>) -> Option<KeyAlgorithm> {
-    let key = KeyPair::from_pem(key_pem?).ok()?;
-    let spki = key.subject_public_key_info();
-    let (_, info) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&spki).ok()?;
-    algorithm_of_spki(&info)
-}
-
-fn algorithm_of_spki(spki: &x509_parser::x509::SubjectPublicKeyInfo) -> Option<KeyAlgorithm> {
-    match spki.parsed().ok()? {
-        PublicKey::RSA(rsa) => Some(KeyAlgorithm::Rsa(rsa.key_size() as u32)),
-        PublicKey::EC(_) => {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()?
-                .as_oid()
-                .ok()?
-                .to_id_string();
-            match curve.as_str() {
-                "1.2.840.10045.3.1.7" => Some(KeyAlgorithm::EcdsaP256),
-                "1.3.132.0.34" => Some(KeyAlgorithm::EcdsaP384),
-                _ => None,
-            }
-        }
-        _ if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => {
-            Some(KeyAlgorithm::Ed25519)
-        }
-        _ => None,
-    }
-}
-
 fn algorithm_change(cert: &X509Certificate, expected: KeyAlgorithm) -> Option<String> {
     let found = algorithm_of_spki(cert.public_key());
     (found != Some(expected)).then(|| {
@@ -465,24 +437,6 @@ pub fn expected_subject(subject: &Subject) -> Vec<(&'static str, String)> {
     attributes
 }
 
-fn found_subject(cert: &X509Certificate) -> Vec<(&'static str, String)> {
-    cert.subject()
-        .iter_attributes()
-        .map(|attr| {
-            let name = match attr.attr_type().to_id_string().as_str() {
-                "2.5.4.6" => "C",
-                "2.5.4.8" => "ST",
-                "2.5.4.7" => "L",
-                "2.5.4.10" => "O",
-                "2.5.4.11" => "OU",
-                "2.5.4.3" => "CN",
-                _ => "?",
-            };
-            (name, attr.as_str().unwrap_or("").to_string())
-        })
-        .collect()
-}
-
 fn format_subject(attributes: &[(&str, String)]) -> String {
     attributes
         .iter()
@@ -501,28 +455,6 @@ fn subject_change(cert: &X509Certificate, subject: &Subject) -> Option<String> {
             format_subject(&expected)
         )
     })
-}
-
-/// Returns the SANs of a certificate as model values.
-pub fn found_sans(cert: &X509Certificate) -> Vec<San> {
-    let Ok(Some(extension)) = cert.subject_alternative_name() else {
-        return Vec::new();
-    };
-    extension
-        .value
-        .general_names
-        .iter()
-        .filter_map(|name| match name {
-            GeneralName::DNSName(dns) => Some(San::Dns(dns.to_string())),
-            GeneralName::URI(uri) => Some(San::Uri(uri.to_string())),
-            GeneralName::IPAddress(bytes) => match bytes.len() {
-                4 => <[u8; 4]>::try_from(*bytes).ok().map(|b| San::Ip(b.into())),
-                16 => <[u8; 16]>::try_from(*bytes).ok().map(|b| San::Ip(b.into())),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
 }
 
 fn san_change(cert: &X509Certificate, expected: &[San]) -> Option<String> {

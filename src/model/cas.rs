@@ -4,20 +4,40 @@
 
 use std::collections::BTreeSet;
 
-use super::{Bundle, Ca, Checker, check_id, check_subject, reference_help, values};
+use super::{
+    Bundle, Ca, Checker, Subject, check_id, check_subject, import, reference_help, values,
+};
 
 pub(super) fn check_cas(checker: &mut Checker) -> Vec<Ca> {
     let mut cas = Vec::new();
     for (id, raw) in &checker.raw.ca {
         let path = format!("ca.{id}");
         check_id(checker, &path, id);
-        let subject = check_subject(checker, &format!("{path}.subject"), &raw.subject);
-        let key = checker.key_spec(&path, raw.key_algorithm.as_ref(), raw.key_format.as_ref());
-        let validity = checker.duration(
+        let imported = import::import_ca(checker, &path, raw);
+        let subject = match (&imported, &raw.subject) {
+            (Some(found), _) => found.subject.clone(),
+            (None, Some(subject)) => check_subject(checker, &format!("{path}.subject"), subject),
+            (None, None) => {
+                checker
+                    .error(format!("{path}.subject"), "the CA has no subject")
+                    .help = Some(
+                    "set `subject = { cn = \"...\" }`, or `import-cert` and `import-key`".into(),
+                );
+                Subject::default()
+            }
+        };
+        let mut key = checker.key_spec(&path, raw.key_algorithm.as_ref(), raw.key_format.as_ref());
+        let mut validity = checker.duration(
             &format!("{path}.validity"),
             raw.validity.as_ref(),
             checker.defaults.ca_validity,
         );
+        let mut path_len = raw.path_len;
+        if let Some(found) = &imported {
+            key.algorithm = found.algorithm;
+            validity = found.remaining;
+            path_len = found.path_len;
+        }
         let cert_file = checker.output(
             &format!("{path}.cert-file"),
             raw.cert_file.as_ref(),
@@ -50,11 +70,12 @@ pub(super) fn check_cas(checker: &mut Checker) -> Vec<Ca> {
             id: id.clone(),
             subject,
             issuer: raw.issuer.clone(),
-            path_len: raw.path_len,
+            path_len,
             key,
             validity,
             cert_file,
             key_file,
+            imported: imported.map(|found| found.ca),
         });
     }
     check_ca_cycles(checker, &cas);

@@ -18,6 +18,7 @@ use crate::manifest::{Document, RawManifest, RawNode, RawSubject};
 mod cas;
 mod certs;
 mod flags;
+mod import;
 pub mod roles;
 pub mod values;
 mod wiring;
@@ -108,6 +109,16 @@ pub struct Ca {
     pub validity: Duration,
     pub cert_file: OutputFile,
     pub key_file: OutputFile,
+    /// The existing certificate and key of an imported CA, which pkic never rewrites.
+    pub imported: Option<ImportedCa>,
+}
+
+/// A CA certificate and key read from outside the output directory.
+#[derive(Debug, Clone)]
+pub struct ImportedCa {
+    pub cert_der: Vec<u8>,
+    pub key_pem: String,
+    pub source: PathBuf,
 }
 
 /// Extended key usages of a leaf, mapped to keyUsage and extendedKeyUsage by `issue`.
@@ -246,6 +257,8 @@ pub(crate) struct Checker<'a> {
     pub(crate) raw: &'a RawManifest,
     diagnostics: Vec<Diagnostic>,
     defaults: Defaults,
+    /// Directory that relative input paths, such as an imported CA's, start from.
+    manifest_dir: PathBuf,
 }
 
 impl<'a> Checker<'a> {
@@ -370,6 +383,7 @@ pub fn validate(
     let raw = &document.manifest;
     let mut checker = Checker {
         raw,
+        manifest_dir: manifest_dir.to_path_buf(),
         diagnostics: Vec::new(),
         defaults: Defaults {
             key: KeySpec {
