@@ -86,6 +86,7 @@ pub fn rollout(model: &Model, plan: &Plan, out: &Path, files: &[OutFile]) -> Rol
         })
         .collect();
     let mut file_changes = file_changes;
+    file_changes.extend(shared_files_for_new_nodes(model, out, &changed, &installs));
     for stale in emit::stale_files(out, files) {
         let install = install_path_of_stale(model, &stale);
         file_changes.push(FileChange {
@@ -127,6 +128,40 @@ fn install_paths(model: &Model) -> BTreeMap<String, String> {
     model.flag_files.iter().for_each(|f| add(&f.file));
     model.bindings.iter().for_each(|b| add(&b.file));
     paths
+}
+
+/// Returns the shared files (such as a CA certificate) that a new node's kubeconfigs and
+/// flag files point at, which the node needs beside its own files.
+fn shared_files_for_new_nodes(
+    model: &Model,
+    out: &Path,
+    changed: &[&OutFile],
+    installs: &BTreeMap<String, String>,
+) -> Vec<FileChange> {
+    let mut needed: BTreeSet<(String, String)> = BTreeSet::new();
+    for file in changed {
+        let host = host_of(model, &file.relative);
+        let is_new_node_file =
+            file.relative.starts_with("nodes") && !out.join(&file.relative).exists();
+        if !is_new_node_file {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&file.contents);
+        for (relative, install) in installs {
+            if !relative.starts_with("nodes/") && text.contains(install.as_str()) {
+                needed.insert((host.clone(), relative.clone()));
+            }
+        }
+    }
+    needed
+        .into_iter()
+        .map(|(host, relative)| FileChange {
+            install: installs[&relative].clone(),
+            file: relative,
+            host,
+            change: "create",
+        })
+        .collect()
 }
 
 /// Returns where a file that the manifest no longer makes was installed: under the
