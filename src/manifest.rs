@@ -59,6 +59,8 @@ pub struct RawManifest {
     pub flags: RawFlags,
     #[serde(default)]
     pub node: Vec<RawNode>,
+    /// File of more nodes (TOML, JSON or CSV), relative to the manifest.
+    pub node_inventory: Option<String>,
     #[serde(default)]
     pub per_node: RawPerNode,
 }
@@ -246,7 +248,7 @@ pub struct RawEtcdFlags {
     pub node_roles: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawNode {
     pub name: String,

@@ -19,6 +19,7 @@ mod cas;
 mod certs;
 mod flags;
 mod import;
+mod inventory;
 pub mod roles;
 pub mod values;
 mod wiring;
@@ -592,11 +593,18 @@ fn server_host(url: &str) -> Result<San, String> {
 }
 
 fn check_nodes(checker: &mut Checker) -> Vec<Node> {
-    let mut nodes = Vec::new();
-    let mut first_index: BTreeMap<&str, usize> = BTreeMap::new();
-    let raw_nodes: &Vec<RawNode> = &checker.raw.node;
-    for (i, raw) in raw_nodes.iter().enumerate() {
-        let path = format!("node[{i}]");
+    let mut entries: Vec<(String, RawNode)> = checker
+        .raw
+        .node
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| (format!("node[{i}]"), raw.clone()))
+        .collect();
+    entries.extend(inventory::load(checker));
+    let first_inventory_diagnostic = checker.diagnostics.len();
+    let mut nodes = Vec::with_capacity(entries.len());
+    let mut first_path: BTreeMap<String, String> = BTreeMap::new();
+    for (path, raw) in &entries {
         if let Err(message) = values::check_dns_name(&raw.name, false) {
             checker
                 .error(
@@ -605,20 +613,20 @@ fn check_nodes(checker: &mut Checker) -> Vec<Node> {
                 )
                 .help = Some("use the node's host name, such as `worker-1`".into());
         }
-        if let Some(first) = first_index.get(raw.name.as_str()) {
+        if let Some(first) = first_path.get(&raw.name) {
             checker
                 .error(
                     format!("{path}.name"),
                     format!(
-                        "duplicate node name `{}`: it is also the name of node[{first}]",
+                        "duplicate node name `{}`: it is also the name of {first}",
                         raw.name
                     ),
                 )
                 .help = Some("give each node its own name, or remove the copy".into());
         } else {
-            first_index.insert(&raw.name, i);
+            first_path.insert(raw.name.clone(), path.clone());
         }
-        let ips = check_node_ips(checker, &path, raw);
+        let ips = check_node_ips(checker, path, raw);
         for (j, name) in raw.dns.iter().enumerate() {
             if let Err(message) = values::check_dns_name(name, false) {
                 checker.error(format!("{path}.dns[{j}]"), message).help = Some(
@@ -633,6 +641,7 @@ fn check_nodes(checker: &mut Checker) -> Vec<Node> {
             roles: raw.roles.clone().unwrap_or_else(|| vec!["worker".into()]),
         });
     }
+    inventory::relocate(&mut checker.diagnostics[first_inventory_diagnostic..]);
     nodes
 }
 
