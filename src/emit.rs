@@ -10,6 +10,7 @@
 //! For crash tests, the environment variable `PKIC_TEST_ABORT_AFTER=N` makes the process
 //! abort, with no cleanup, right after its Nth file operation (a write, link or rename).
 
+use std::collections::HashSet;
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -110,9 +111,10 @@ pub fn stale_files(out: &Path, files: &[OutFile]) -> Vec<PathBuf> {
     let Ok(list) = fs::read_to_string(out.join(OUTPUT_LIST)) else {
         return Vec::new();
     };
+    let current: HashSet<&Path> = files.iter().map(|f| f.relative.as_path()).collect();
     list.lines()
         .map(PathBuf::from)
-        .filter(|p| !files.iter().any(|f| &f.relative == p))
+        .filter(|p| !current.contains(p.as_path()))
         .filter(|p| out.join(p).is_file())
         .collect()
 }
@@ -164,6 +166,17 @@ pub fn write_all(out: &Path, files: &[OutFile], stamp: &str) -> Result<Written, 
     written.changed = changed.into_iter().map(|f| f.relative).collect();
     written.removed = stale;
     Ok(written)
+}
+
+/// Replaces a state file of pkic's own under `out`, atomically, when its text changed.
+pub fn write_state(out: &Path, name: &str, text: &str) -> Result<(), EmitError> {
+    let path = out.join(name);
+    if fs::read_to_string(&path).ok().as_deref() == Some(text) {
+        return Ok(());
+    }
+    let temporary = out.join(format!("{name}.{}.tmp", std::process::id()));
+    fs::write(&temporary, text).map_err(error("writing", &temporary))?;
+    fs::rename(&temporary, &path).map_err(error("renaming into place", &path))
 }
 
 /// Removes staging directories left by a build that was killed.

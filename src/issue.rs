@@ -24,6 +24,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::model::{Ca, Cert, KeyAlgorithm, KeyFormat, KeySpec, Model, San, Subject, Usage};
 use crate::state::Plan;
+use crate::x509::der_element;
 
 /// A failure to generate a key or sign a certificate, naming the object.
 #[derive(Debug, Error)]
@@ -453,27 +454,6 @@ fn pkcs8_inner_key(der: &[u8]) -> Option<Vec<u8>> {
     let (_, _, rest) = der_element(rest)?; // algorithm
     let (tag, key, _) = der_element(rest)?;
     (tag == 0x04).then(|| key.to_vec())
-}
-
-/// Splits one DER element into its tag, contents and the bytes after it.
-fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let tag = *input.first()?;
-    let first = *input.get(1)? as usize;
-    let (length, header) = if first < 0x80 {
-        (first, 2)
-    } else {
-        let count = first & 0x7f;
-        if count == 0 || count > 4 {
-            return None;
-        }
-        let bytes = input.get(2..2 + count)?;
-        (
-            bytes.iter().fold(0usize, |n, b| (n << 8) | *b as usize),
-            2 + count,
-        )
-    };
-    let body = input.get(header..header + length)?;
-    Some((tag, body, &input[header + length..]))
 }
 
 #[cfg(test)]

@@ -5,8 +5,10 @@
 //! types), [`model`] (validated, resolved types), [`graph`] (dependency order),
 //! [`issue`] (keys and certificates), [`render`] (kubeconfigs and flag files),
 //! [`emit`] (files on disk), [`verify`] (chains and Kubernetes trust rules) and
-//! [`golden`] (public outputs and their comparison).
+//! [`golden`] (public outputs and their comparison). [`check`] proves an existing tree,
+//! built by pkic or not, against the same trust rules.
 
+pub mod check;
 pub mod diag;
 pub mod emit;
 pub mod golden;

@@ -39,6 +39,53 @@ enum Command {
     Plan(PlanArgs),
     /// Print the objects of a manifest in dependency order, issuers first.
     Graph(ManifestArgs),
+    /// Check an existing PKI tree against Kubernetes' trust rules: a kubeadm
+    /// /etc/kubernetes, its pki directory, a pkic output directory, or any tree that
+    /// --map describes. Exits 1 when it finds an error.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Directory to check.
+    dir: PathBuf,
+    /// TOML file that maps component flags and roles to files, and gives cluster facts,
+    /// for a layout that is neither kubeadm's nor pkic's.
+    #[arg(long, value_name = "FILE")]
+    map: Option<PathBuf>,
+    /// Manifest whose declared outputs must all be present in DIR and match it.
+    #[arg(short, long)]
+    manifest: Option<PathBuf>,
+    /// Value of a ${NAME} variable in the manifest; may repeat.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    set: Vec<(String, String)>,
+    /// Service CIDR of the cluster, two comma-separated for dual-stack; overrides the tree.
+    #[arg(long, value_name = "CIDR")]
+    service_cidr: Option<String>,
+    /// Cluster DNS domain; overrides the tree.
+    #[arg(long, value_name = "DOMAIN")]
+    dns_domain: Option<String>,
+    /// The apiserver's advertise address; overrides the tree.
+    #[arg(long, value_name = "IP")]
+    advertise_address: Option<std::net::IpAddr>,
+    /// Also require every certificate to be valid at this RFC 3339 time, such as
+    /// 2027-01-01T00:00:00Z.
+    #[arg(long, value_name = "TIME", value_parser = pkic::check::parse_time)]
+    at: Option<time::OffsetDateTime>,
+    /// Warn about certificates that expire within this duration, such as 30d or 12h.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30d",
+        value_parser = pkic::check::parse_within
+    )]
+    warn_within: std::time::Duration,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    format: Format,
+    /// Fail on warnings too.
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +178,24 @@ fn main() -> ExitCode {
             }
         }
         Command::Graph(args) => graph(&args, &reporter),
+        Command::Check(args) => {
+            let options = pkic::check::CheckOptions {
+                dir: args.dir,
+                map: args.map,
+                overrides: pkic::check::Overrides {
+                    service_cidr: args.service_cidr,
+                    dns_domain: args.dns_domain,
+                    advertise_address: args.advertise_address,
+                },
+                at: args.at,
+                warn_within: args.warn_within,
+                format: args.format,
+                strict: args.strict,
+                manifest: args.manifest,
+                set: args.set.into_iter().collect(),
+            };
+            pkic::check::run(&options, &reporter)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

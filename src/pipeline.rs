@@ -16,7 +16,7 @@ use crate::model::{self, Model};
 use crate::render::{self, KubeconfigMode, Templates};
 use crate::rollout;
 use crate::state::{self, Action, Plan, Renewal};
-use crate::verify::{self, Finding};
+use crate::verify::{self, Finding, Verified};
 use crate::{Reporter, golden};
 
 /// Why a run failed; each maps to one exit code.
@@ -127,7 +127,12 @@ pub struct Built {
     pub files: Vec<OutFile>,
     pub public: BTreeMap<String, String>,
     pub findings: Vec<Finding>,
+    /// Digests of the verifications that passed, kept in the output for the next build.
+    pub verified: Verified,
 }
+
+/// File in the output directory that keeps [`Verified`] between builds.
+const VERIFIED_FILE: &str = ".pkic-verified";
 
 /// Decides what a build does with each key and certificate under `out`.
 pub fn decide(loaded: &Loaded, out: Option<&Path>, now: OffsetDateTime) -> Result<Plan, Failure> {
@@ -177,6 +182,7 @@ pub fn compile(
     plan: &Plan,
     templates: Option<&Path>,
     now: OffsetDateTime,
+    known: &Verified,
     reporter: &Reporter,
 ) -> Result<Built, Failure> {
     let model = &loaded.model;
@@ -196,8 +202,9 @@ pub fn compile(
 
     let files = output_files(model, &issued, &rendered);
     let public = golden::public_outputs(model, &issued, &path_mode, &files);
-    let findings = verify::verify(model, &issued, SystemTime::from(now));
+    let (findings, verified) = verify::verify(model, &issued, SystemTime::from(now), known);
     Ok(Built {
+        verified,
         issued,
         files,
         public,
@@ -289,7 +296,18 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
     let now = OffsetDateTime::now_utc();
     let writes = options.check.is_none() && options.update_golden.is_none();
     let plan = decide(&loaded, writes.then_some(options.out.as_path()), now)?;
-    let built = compile(&loaded, &plan, options.templates.as_deref(), now, reporter)?;
+    let known = match writes {
+        true => Verified::read(&options.out.join(VERIFIED_FILE)),
+        false => Verified::default(),
+    };
+    let built = compile(
+        &loaded,
+        &plan,
+        options.templates.as_deref(),
+        now,
+        &known,
+        reporter,
+    )?;
     report_findings(&built.findings, reporter)?;
 
     if let Some(dir) = &options.check {
@@ -329,6 +347,8 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
         ))
         .unwrap_or_else(|_| now.unix_timestamp().to_string());
     let written = emit::write_all(&options.out, &built.files, &stamp)
+        .map_err(|e| Failure::Io(e.to_string()))?;
+    emit::write_state(&options.out, VERIFIED_FILE, &built.verified.to_text())
         .map_err(|e| Failure::Io(e.to_string()))?;
     for path in &written.changed {
         reporter.detail(&format!("[write] {}", options.out.join(path).display()));
@@ -385,7 +405,15 @@ pub fn plan(options: &BuildOptions, format: Format, reporter: &Reporter) -> Resu
     let quiet = Reporter {
         verbosity: crate::Verbosity::Quiet,
     };
-    let built = compile(&loaded, &plan, options.templates.as_deref(), now, &quiet)?;
+    let known = Verified::read(&options.out.join(VERIFIED_FILE));
+    let built = compile(
+        &loaded,
+        &plan,
+        options.templates.as_deref(),
+        now,
+        &known,
+        &quiet,
+    )?;
     report_findings(&built.findings, reporter)?;
     let rollout = rollout::rollout(&loaded.model, &plan, &options.out, &built.files);
     match format {

@@ -6,7 +6,7 @@
 //! then the components to restart on which hosts, and the follow-up steps that a new
 //! CA or service-account key requires.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Component as PathComponent, Path};
 
 use serde::Serialize;
@@ -217,9 +217,11 @@ fn restarts(model: &Model, changed: &[&OutFile], out: &Path, files: &[OutFile]) 
                 .map(String::as_str)
         })
         .collect();
+    let by_path: HashMap<&Path, &OutFile> =
+        files.iter().map(|f| (f.relative.as_path(), f)).collect();
     let mut restarts = BTreeSet::new();
     for flags in &model.flag_files {
-        let Some(text) = files.iter().find(|f| f.relative == flags.file.relative) else {
+        let Some(text) = by_path.get(flags.file.relative.as_path()) else {
             continue;
         };
         let text = String::from_utf8_lossy(&text.contents);

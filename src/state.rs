@@ -11,13 +11,15 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+use rayon::prelude::*;
 use rcgen::KeyPair;
 use time::OffsetDateTime;
+use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::diag::Diagnostic;
 use crate::model::{KeyAlgorithm, Model, San, Subject, Usage, values::format_duration};
-use crate::x509::{algorithm_of_spki, found_subject, key_algorithm_of};
+use crate::x509::{algorithm_of_spki, found_subject, key_algorithm_of, public_key_of_pem};
 pub use crate::x509::{found_sans, key_matches};
 
 /// What a build does with one key or certificate.
@@ -102,11 +104,11 @@ pub fn decide(
         renewal,
         backdate: model.backdate,
     };
+    // CAs first, in order, since leaves depend on their decisions; then the leaves,
+    // which depend only on CAs, in parallel.
     for key in order {
         let decision = if let Some(id) = key.strip_prefix("ca:") {
             reader.decide_ca(model, id, &plan)
-        } else if let Some(id) = key.strip_prefix("cert:") {
-            Ok(reader.decide_leaf(model, id, &plan))
         } else if let Some(id) = key.strip_prefix("service-account:") {
             reader.decide_service_account(model, id)
         } else {
@@ -119,6 +121,14 @@ pub fn decide(
             Err(error) => errors.push(error),
         }
     }
+    let leaves: Vec<(String, Decision)> = order
+        .par_iter()
+        .filter_map(|key| {
+            let id = key.strip_prefix("cert:")?;
+            Some((key.clone(), reader.decide_leaf(model, id, &plan)))
+        })
+        .collect();
+    plan.decisions.extend(leaves);
     if errors.is_empty() {
         Ok(plan)
     } else {
@@ -240,7 +250,9 @@ impl Reader<'_> {
             .cert(id)
             .expect("graph holds only declared certificates");
         let found = self.read(&leaf.cert_file.relative, &leaf.key_file.relative);
-        let key = found.key.filter(|pem| KeyPair::from_pem(pem).is_ok());
+        let key = found
+            .key
+            .filter(|pem| public_key_of_pem(pem).is_some() || KeyPair::from_pem(pem).is_ok());
         let Some(der) = found.cert else {
             let mut decision = Decision::new(Action::Create, "not on disk");
             if key_algorithm_of(key.as_deref()) == Some(leaf.key.algorithm) {
@@ -340,10 +352,7 @@ impl Reader<'_> {
         let parent_der = parent.and_then(|p| p.keep_cert.as_ref());
         let signed = parent_der
             .and_then(|der| X509Certificate::from_der(der).ok())
-            .is_some_and(|(_, issuer_cert)| {
-                cert.verify_signature(Some(issuer_cert.public_key()))
-                    .is_ok()
-            });
+            .is_some_and(|(_, issuer_cert)| issued_by(cert, &issuer_cert));
         if !signed {
             decision.reissue(format!("not signed by the current `{issuer}` certificate"));
         }
@@ -374,6 +383,34 @@ impl Reader<'_> {
                 )
             });
         }
+    }
+}
+
+/// True when `issuer` signed `cert`. A CA key never changes without the CA's decision
+/// changing, so matching names and key identifiers (the leaf's authority key identifier
+/// equal to the CA's subject key identifier) identify the signer without a signature
+/// check; without key identifiers the signature is verified.
+fn issued_by(cert: &X509Certificate, issuer: &X509Certificate) -> bool {
+    if cert.issuer().as_raw() != issuer.subject().as_raw() {
+        return false;
+    }
+    let authority = cert
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(id) => id.key_identifier.as_ref().map(|k| k.0),
+            _ => None,
+        });
+    let subject = issuer
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0),
+            _ => None,
+        });
+    match (authority, subject) {
+        (Some(authority), Some(subject)) => authority == subject,
+        _ => cert.verify_signature(Some(issuer.public_key())).is_ok(),
     }
 }
 

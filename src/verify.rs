@@ -6,15 +6,18 @@
 //! files the kubeconfigs and flag files point at: the certificate one side presents
 //! must verify with the CA file the other side reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rayon::prelude::*;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use webpki::{EndEntityCert, KeyUsage};
 
 use crate::diag::Severity;
 use crate::issue::Issued;
-use crate::model::{Component, FlagFile, Model, San};
+use crate::model::{Cert, Component, FlagFile, Kubeconfig, Model, San};
 
 /// One problem found in a built PKI, with a stable id.
 #[derive(Debug, Clone)]
@@ -49,32 +52,126 @@ enum Purpose<'a> {
     Client,
 }
 
+impl Purpose<'_> {
+    fn label(&self) -> String {
+        match self {
+            Purpose::Server(name) => format!("server {name}"),
+            Purpose::Client => "client".into(),
+        }
+    }
+}
+
 struct Verifier<'a> {
     model: &'a Model,
     issued: &'a Issued,
     time: UnixTime,
     findings: Vec<Finding>,
+    cache: Mutex<HashMap<String, Result<(), String>>>,
+    known: &'a Verified,
+    passed: Mutex<HashSet<String>>,
 }
 
-/// Runs every check at time `now` and returns the findings.
-pub fn verify(model: &Model, issued: &Issued, now: SystemTime) -> Vec<Finding> {
+/// Digests of verifications that succeeded: the leaf, its trust anchors, the purpose and
+/// the day. A rebuild that finds a digest here skips the signature checks it stands for,
+/// so a no-op rebuild of thousands of nodes needs no public-key operation.
+#[derive(Debug, Default, Clone)]
+pub struct Verified(HashSet<String>);
+
+impl Verified {
+    /// Reads the digests from a file written by [`Verified::to_text`]; a missing or
+    /// unreadable file gives an empty set.
+    pub fn read(path: &Path) -> Verified {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        Verified(text.lines().map(str::to_string).collect())
+    }
+
+    /// Returns the digests, one per line, sorted so that an unchanged set gives the same text.
+    pub fn to_text(&self) -> String {
+        let mut lines: Vec<&String> = self.0.iter().collect();
+        lines.sort();
+        lines.into_iter().map(|l| format!("{l}\n")).collect()
+    }
+}
+
+/// Runs every check at time `now` and returns the findings, with the digests of every
+/// verification that succeeded (those of `known` included).
+pub fn verify(
+    model: &Model,
+    issued: &Issued,
+    now: SystemTime,
+    known: &Verified,
+) -> (Vec<Finding>, Verified) {
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     let mut verifier = Verifier {
         model,
         issued,
         time: UnixTime::since_unix_epoch(since_epoch),
         findings: Vec::new(),
+        cache: Mutex::new(HashMap::new()),
+        known,
+        passed: Mutex::new(HashSet::new()),
     };
     verifier.check_chains();
     verifier.check_kubeconfigs();
     verifier.check_flag_connections();
-    verifier.findings
+    let passed = verifier.passed.into_inner().expect("no panic while locked");
+    (verifier.findings, Verified(passed))
 }
 
 impl Verifier<'_> {
     /// Returns an error text when `leaf` does not verify with the CAs of `trust` (a CA or
     /// bundle id) for `purpose`.
+    /// Verifies like [`Self::verify_uncached`], remembering each result: every kubeconfig
+    /// of a cluster checks the same apiserver certificate against the same CA.
     fn verify_leaf(&self, leaf: &str, trust: &[String], purpose: &Purpose) -> Result<(), String> {
+        let key = format!("{leaf}|{}|{}", trust.join(","), purpose.label());
+        if let Some(result) = self.cache.lock().expect("no panic while locked").get(&key) {
+            return result.clone();
+        }
+        let digest = self.digest(leaf, trust, purpose);
+        let result = if self.known.0.contains(&digest) {
+            Ok(())
+        } else {
+            self.verify_uncached(leaf, trust, purpose)
+        };
+        if result.is_ok() {
+            self.passed
+                .lock()
+                .expect("no panic while locked")
+                .insert(digest);
+        }
+        self.cache
+            .lock()
+            .expect("no panic while locked")
+            .insert(key, result.clone());
+        result
+    }
+
+    /// Returns the SHA-256 of what a verification depends on: the leaf's DER, each trust
+    /// anchor's DER, each intermediate's DER, the purpose and the UTC day.
+    fn digest(&self, leaf: &str, trust: &[String], purpose: &Purpose) -> String {
+        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        context.update(&self.issued.certs[leaf].der);
+        for ca in trust.iter().chain(self.chain_of(leaf).iter()) {
+            context.update(b"|");
+            context.update(&self.issued.cas[ca].der);
+        }
+        let day = self.time.as_secs() / 86_400;
+        context.update(format!("|{}|{day}", purpose.label()).as_bytes());
+        context
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn verify_uncached(
+        &self,
+        leaf: &str,
+        trust: &[String],
+        purpose: &Purpose,
+    ) -> Result<(), String> {
         let der = CertificateDer::from(self.issued.certs[leaf].der.as_slice());
         let cert =
             EndEntityCert::try_from(&der).map_err(|e| format!("unparsable certificate: {e}"))?;
@@ -134,32 +231,42 @@ impl Verifier<'_> {
     }
 
     fn check_chains(&mut self) {
-        for cert in &self.model.certs {
-            let root = self.chain_of(&cert.id).last().cloned().unwrap_or_default();
-            let mut purposes = Vec::new();
-            if cert.usage.serves() {
-                purposes.extend(
-                    cert.sans
-                        .iter()
-                        .filter(|s| !matches!(s, San::Uri(_)))
-                        .map(Purpose::Server),
-                );
-            }
-            if cert.usage.authenticates_client() {
-                purposes.push(Purpose::Client);
-            }
-            for purpose in purposes {
-                if let Err(error) =
-                    self.verify_leaf(&cert.id, std::slice::from_ref(&root), &purpose)
-                {
-                    self.findings.push(Finding::error(
-                        "chain-invalid",
-                        format!("certificate `{}`", cert.id),
-                        format!("does not verify against its root `{root}`: {error}"),
-                    ));
-                }
-            }
+        let findings: Vec<Finding> = self
+            .model
+            .certs
+            .par_iter()
+            .flat_map_iter(|cert| self.chain_findings(cert))
+            .collect();
+        self.findings.extend(findings);
+    }
+
+    fn chain_findings(&self, cert: &Cert) -> Vec<Finding> {
+        let root = self.chain_of(&cert.id).last().cloned().unwrap_or_default();
+        let mut purposes = Vec::new();
+        if cert.usage.serves() {
+            purposes.extend(
+                cert.sans
+                    .iter()
+                    .filter(|s| !matches!(s, San::Uri(_)))
+                    .map(Purpose::Server),
+            );
         }
+        if cert.usage.authenticates_client() {
+            purposes.push(Purpose::Client);
+        }
+        purposes
+            .iter()
+            .filter_map(|purpose| {
+                let error = self
+                    .verify_leaf(&cert.id, std::slice::from_ref(&root), purpose)
+                    .err()?;
+                Some(Finding::error(
+                    "chain-invalid",
+                    format!("certificate `{}`", cert.id),
+                    format!("does not verify against its root `{root}`: {error}"),
+                ))
+            })
+            .collect()
     }
 
     fn apiserver_flags(&self) -> Option<&FlagFile> {
@@ -176,47 +283,66 @@ impl Verifier<'_> {
         };
         let serving = apiserver.refs.get("tls-cert").cloned();
         let client_ca = apiserver.refs.get("client-ca").cloned();
-        for kubeconfig in &self.model.kubeconfigs {
-            let subject = format!("kubeconfig `{}`", kubeconfig.id);
-            let host = server_url_host(&kubeconfig.server);
-            if let (Some(serving), Some(host)) = (&serving, &host) {
-                let trust = self.model.trusted_cas(&kubeconfig.ca);
-                if let Err(error) = self.verify_leaf(serving, &trust, &Purpose::Server(host)) {
-                    self.findings.push(
-                        Finding::error(
-                            "server-untrusted",
-                            subject.clone(),
-                            format!(
-                                "the apiserver's certificate `{serving}` does not verify with CA \
-                                 `{}` for {host}: {error}",
-                                kubeconfig.ca
-                            ),
-                        )
-                        .help(format!("point `ca` at the CA that signed `{serving}`, or add {host} to its SANs")),
-                    );
-                }
-            }
-            if let Some(client_ca) = &client_ca {
-                let trust = self.model.trusted_cas(client_ca);
-                if let Err(error) = self.verify_leaf(&kubeconfig.user, &trust, &Purpose::Client) {
-                    self.findings.push(
-                        Finding::error(
-                            "client-untrusted",
-                            subject,
-                            format!(
-                                "client certificate `{}` does not verify with the apiserver's \
-                                 --client-ca-file `{client_ca}`: {error}",
-                                kubeconfig.user
-                            ),
-                        )
-                        .help(format!(
-                            "add the CA of `{}` to bundle `{client_ca}`",
-                            kubeconfig.user
-                        )),
-                    );
-                }
+        let findings: Vec<Finding> = self
+            .model
+            .kubeconfigs
+            .par_iter()
+            .flat_map_iter(|kubeconfig| {
+                self.kubeconfig_findings(kubeconfig, serving.as_deref(), client_ca.as_deref())
+            })
+            .collect();
+        self.findings.extend(findings);
+    }
+
+    fn kubeconfig_findings(
+        &self,
+        kubeconfig: &Kubeconfig,
+        serving: Option<&str>,
+        client_ca: Option<&str>,
+    ) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        let subject = format!("kubeconfig `{}`", kubeconfig.id);
+        let host = server_url_host(&kubeconfig.server);
+        if let (Some(serving), Some(host)) = (serving, &host) {
+            let trust = self.model.trusted_cas(&kubeconfig.ca);
+            if let Err(error) = self.verify_leaf(serving, &trust, &Purpose::Server(host)) {
+                findings.push(
+                    Finding::error(
+                        "server-untrusted",
+                        subject.clone(),
+                        format!(
+                            "the apiserver's certificate `{serving}` does not verify with CA \
+                             `{}` for {host}: {error}",
+                            kubeconfig.ca
+                        ),
+                    )
+                    .help(format!(
+                        "point `ca` at the CA that signed `{serving}`, or add {host} to its SANs"
+                    )),
+                );
             }
         }
+        if let Some(client_ca) = client_ca {
+            let trust = self.model.trusted_cas(client_ca);
+            if let Err(error) = self.verify_leaf(&kubeconfig.user, &trust, &Purpose::Client) {
+                findings.push(
+                    Finding::error(
+                        "client-untrusted",
+                        subject,
+                        format!(
+                            "client certificate `{}` does not verify with the apiserver's \
+                             --client-ca-file `{client_ca}`: {error}",
+                            kubeconfig.user
+                        ),
+                    )
+                    .help(format!(
+                        "add the CA of `{}` to bundle `{client_ca}`",
+                        kubeconfig.user
+                    )),
+                );
+            }
+        }
+        findings
     }
 
     fn check_flag_connections(&mut self) {
@@ -256,7 +382,7 @@ impl Verifier<'_> {
         };
         match apiserver.get("kubelet-ca") {
             Some(ca) => {
-                let node = self.model.nodes.iter().find(|n| n.name == node_name);
+                let node = self.model.node(&node_name);
                 let mut names = vec![San::Dns(node_name.clone())];
                 names.extend(
                     node.into_iter()
@@ -296,7 +422,7 @@ impl Verifier<'_> {
     ) {
         let name = member.node.clone().unwrap_or_default();
         let subject = format!("etcd member `{name}`");
-        let node = self.model.nodes.iter().find(|n| n.name == name).cloned();
+        let node = self.model.node(&name).cloned();
         let address = node
             .as_ref()
             .and_then(|n| n.ips.first().copied())

@@ -9,9 +9,112 @@ use crate::model::{KeyAlgorithm, San};
 
 /// Returns the algorithm of a PEM private key, if it is readable and supported.
 /// True when the PEM private key is the key of `cert`.
+///
+/// The public key is read from the key file where its encoding carries it (RSA keys, and
+/// EC keys with their public point), which needs no scalar multiplication; other keys
+/// are loaded with aws-lc-rs.
 pub fn key_matches(key_pem: &str, cert: &X509Certificate) -> bool {
-    KeyPair::from_pem(key_pem)
-        .is_ok_and(|key| key.der_bytes() == cert.public_key().subject_public_key.data.as_ref())
+    let cert_key = cert.public_key().subject_public_key.data.as_ref();
+    if let Some(public) = public_key_of_pem(key_pem) {
+        return public == cert_key;
+    }
+    KeyPair::from_pem(key_pem).is_ok_and(|key| key.der_bytes() == cert_key)
+}
+
+/// Returns the subjectPublicKey bits that a PEM private key implies, when the key's
+/// encoding holds them: the RSAPublicKey of an RSA key, the point of an EC key.
+pub fn public_key_of_pem(key_pem: &str) -> Option<Vec<u8>> {
+    let block = pem::parse(key_pem).ok()?;
+    let der = block.contents();
+    match block.tag() {
+        "RSA PRIVATE KEY" => rsa_public_key(der),
+        "EC PRIVATE KEY" => ec_public_point(der),
+        "PRIVATE KEY" => {
+            let (_, info, _) = der_element(der)?;
+            let (_, _, rest) = der_element(info)?; // version
+            let (_, algorithm, rest) = der_element(rest)?;
+            let (_, oid, _) = der_element(algorithm)?;
+            let (tag, private_key, _) = der_element(rest)?;
+            if tag != 0x04 {
+                return None;
+            }
+            match oid {
+                RSA_ENCRYPTION => rsa_public_key(private_key),
+                EC_PUBLIC_KEY => ec_public_point(private_key),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// OID contents of rsaEncryption (1.2.840.113549.1.1.1).
+const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+/// OID contents of id-ecPublicKey (1.2.840.10045.2.1).
+const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+
+/// Builds the RSAPublicKey (RFC 8017) of an RSAPrivateKey: its modulus and exponent.
+fn rsa_public_key(der: &[u8]) -> Option<Vec<u8>> {
+    let (_, key, _) = der_element(der)?;
+    let (_, _, rest) = der_element(key)?; // version
+    let (_, _, after_modulus) = der_element(rest)?;
+    let (_, _, after_exponent) = der_element(after_modulus)?;
+    let fields = &rest[..rest.len() - after_exponent.len()];
+    let mut out = vec![0x30];
+    out.extend(der_length(fields.len()));
+    out.extend_from_slice(fields);
+    Some(out)
+}
+
+/// Returns the public point of an ECPrivateKey (RFC 5915), when it carries one.
+fn ec_public_point(der: &[u8]) -> Option<Vec<u8>> {
+    let (_, key, _) = der_element(der)?;
+    let mut rest = key;
+    while !rest.is_empty() {
+        let (tag, body, next) = der_element(rest)?;
+        if tag == 0xa1 {
+            let (bit_tag, bits, _) = der_element(body)?;
+            // The first byte of a BIT STRING counts its unused bits, zero for a point.
+            return (bit_tag == 0x03 && bits.first() == Some(&0)).then(|| bits[1..].to_vec());
+        }
+        rest = next;
+    }
+    None
+}
+
+fn der_length(length: usize) -> Vec<u8> {
+    if length < 0x80 {
+        return vec![length as u8];
+    }
+    let bytes: Vec<u8> = length
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|b| *b == 0)
+        .collect();
+    let mut out = vec![0x80 | bytes.len() as u8];
+    out.extend(bytes);
+    out
+}
+
+/// Splits one DER element into its tag, contents and the bytes after it.
+pub(crate) fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *input.first()?;
+    let first = *input.get(1)? as usize;
+    let (length, header) = if first < 0x80 {
+        (first, 2)
+    } else {
+        let count = first & 0x7f;
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let bytes = input.get(2..2 + count)?;
+        (
+            bytes.iter().fold(0usize, |n, b| (n << 8) | *b as usize),
+            2 + count,
+        )
+    };
+    let body = input.get(header..header + length)?;
+    Some((tag, body, &input[header + length..]))
 }
 
 pub fn key_algorithm_of(key_pem: Option<&str>) -> Option<KeyAlgorithm> {
@@ -83,4 +186,30 @@ pub fn found_sans(cert: &X509Certificate) -> Vec<San> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generated(algorithm: &'static rcgen::SignatureAlgorithm) -> (String, Vec<u8>) {
+        let key = if algorithm == &rcgen::PKCS_RSA_SHA256 {
+            KeyPair::generate_rsa_for(algorithm, rcgen::RsaKeySize::_2048).unwrap()
+        } else {
+            KeyPair::generate_for(algorithm).unwrap()
+        };
+        (key.serialize_pem(), key.der_bytes().to_vec())
+    }
+
+    #[test]
+    fn public_key_read_from_rsa_and_ec_keys() {
+        for algorithm in [
+            &rcgen::PKCS_RSA_SHA256,
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+        ] {
+            let (pem, public) = generated(algorithm);
+            assert_eq!(public_key_of_pem(&pem), Some(public), "{algorithm:?}");
+        }
+    }
 }

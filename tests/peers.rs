@@ -5,39 +5,36 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use support::peers::{
-    EtcdClientTls, EtcdCluster, EtcdMemberTls, FAKE_APISERVER_VERSION, FakeApiserver,
-    describe_output, etcdctl, etcdctl_put_get, key_matches_cert, kubectl_get_version,
-    openssl_verify,
+    EtcdCluster, FAKE_APISERVER_VERSION, describe_output, etcdctl, etcdctl_put_get,
+    key_matches_cert, kubectl_get_version, openssl_verify,
+};
+use support::pkic_build::{
+    APISERVER_FLAGS, Build, apiserver_etcd_client, etcd_member, flag, loopback_node, read_manifest,
+    start_apiserver,
 };
 
-// Names that pkic and `pki.toml.example` choose, in one place while they change.
-const INSTALL_ROOT: &str = "/etc/kubernetes";
-const APISERVER_FLAGS: &str = "flags/kube-apiserver.flags";
+// Names that `pki.toml.example` chooses, in one place while they change.
+const MANIFEST: &str = "pki.toml.example";
 const CONTROL_PLANE_NODE: &str = "master-1";
 const WORKER_NODES: [&str; 2] = ["worker-1", "worker-2"];
+/// Variables that put every node of the example at 127.0.0.1.
+const LOOPBACK_IPS: [(&str, &str); 3] = [
+    ("MASTER_IP", "127.0.0.1"),
+    ("WORKER1_IP", "127.0.0.1"),
+    ("WORKER2_IP", "127.0.0.1"),
+];
 /// Etcd members that `build_with_etcd_members` adds to the example manifest.
 const EXTRA_ETCD_NODES: [&str; 2] = ["etcd-2", "etcd-3"];
-
-/// Output directory of one `pkic build` run.
-///
-/// The tests share one build per manifest, because a debug build of pkic takes
-/// several seconds for the example's 17 RSA keys. It lives under cargo's
-/// CARGO_TARGET_TMPDIR, where the next run replaces it.
-struct Build {
-    directory: PathBuf,
-}
 
 /// Returns the shared build of `pki.toml.example` with every node at 127.0.0.1.
 fn example_build() -> &'static Build {
     static BUILD: OnceLock<Build> = OnceLock::new();
-    BUILD.get_or_init(|| Build::from_manifest("example", &read_example_manifest()))
+    BUILD.get_or_init(|| Build::new("example", &read_manifest(MANIFEST), &LOOPBACK_IPS))
 }
 
 /// Returns the shared build of `pki.toml.example` with two more etcd members, so
@@ -45,129 +42,12 @@ fn example_build() -> &'static Build {
 fn build_with_etcd_members() -> &'static Build {
     static BUILD: OnceLock<Build> = OnceLock::new();
     BUILD.get_or_init(|| {
-        let mut manifest = read_example_manifest();
+        let mut manifest = read_manifest(MANIFEST);
         for node in EXTRA_ETCD_NODES {
-            manifest.push_str(&format!(
-                "\n[[node]]\nname = \"{node}\"\nips = [\"127.0.0.1\"]\nroles = [\"etcd\"]\n"
-            ));
+            manifest.push_str(&loopback_node(node, &["etcd"]));
         }
-        Build::from_manifest("etcd-members", &manifest)
+        Build::new("etcd-members", &manifest, &LOOPBACK_IPS)
     })
-}
-
-fn read_example_manifest() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pki.toml.example");
-    fs::read_to_string(&path)
-        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
-}
-
-impl Build {
-    fn from_manifest(name: &str, manifest: &str) -> Self {
-        let directory = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join("peers")
-            .join(name);
-        if directory.exists() {
-            fs::remove_dir_all(&directory).expect("failed to remove an earlier build");
-        }
-        fs::create_dir_all(&directory).expect("failed to create the build directory");
-        let manifest_path = directory.join("pki.toml");
-        fs::write(&manifest_path, manifest).expect("failed to write the manifest");
-        let out = directory.join("out");
-
-        let output = Command::new(env!("CARGO_BIN_EXE_pkic"))
-            .arg("build")
-            .arg("-m")
-            .arg(&manifest_path)
-            .arg("-o")
-            .arg(&out)
-            .args(["--set", "MASTER_IP=127.0.0.1"])
-            .args(["--set", "WORKER1_IP=127.0.0.1"])
-            .args(["--set", "WORKER2_IP=127.0.0.1"])
-            .output()
-            .expect("failed to run pkic");
-        assert!(
-            output.status.success(),
-            "pkic build failed: {}",
-            describe_output(&output)
-        );
-        Build { directory }
-    }
-
-    fn out(&self) -> PathBuf {
-        self.directory.join("out")
-    }
-
-    /// Returns the path of an output, relative to the output directory.
-    fn file(&self, relative: &str) -> PathBuf {
-        let path = self.out().join(relative);
-        assert!(path.is_file(), "pkic wrote no {relative}");
-        path
-    }
-
-    /// Maps a path under the install root to the output file it is installed from:
-    /// the node's own copy under nodes/NODE/ if there is one, else the shared one.
-    fn installed_file(&self, installed: &str, node: Option<&str>) -> PathBuf {
-        let relative = installed
-            .strip_prefix(INSTALL_ROOT)
-            .and_then(|rest| rest.strip_prefix('/'))
-            .unwrap_or_else(|| panic!("{installed} is not under {INSTALL_ROOT}"));
-        if let Some(node) = node {
-            let node_file = self.out().join("nodes").join(node).join(relative);
-            if node_file.is_file() {
-                return node_file;
-            }
-        }
-        self.file(relative)
-    }
-
-    /// Reads a flag file into its flags, with every path under the install root
-    /// replaced by the output file that it names.
-    fn flags(&self, relative: &str, node: Option<&str>) -> BTreeMap<String, String> {
-        let text = fs::read_to_string(self.file(relative)).unwrap();
-        let mut flags = BTreeMap::new();
-        for line in text.lines().filter(|line| !line.trim().is_empty()) {
-            let (name, value) = line
-                .strip_prefix("--")
-                .and_then(|flag| flag.split_once('='))
-                .unwrap_or_else(|| panic!("{relative}: `{line}` is not --NAME=VALUE"));
-            let value = if value.starts_with(INSTALL_ROOT) {
-                self.installed_file(value, node).display().to_string()
-            } else {
-                value.to_owned()
-            };
-            flags.insert(name.to_owned(), value);
-        }
-        flags
-    }
-
-    /// Writes a copy of a kubeconfig into `into`, with its file references pointing
-    /// into the output directory, and returns the copy's path.
-    fn local_kubeconfig(&self, relative: &str, node: Option<&str>, into: &Path) -> PathBuf {
-        let text = fs::read_to_string(self.file(relative)).unwrap();
-        let mut local = String::new();
-        for line in text.lines() {
-            match line.split_once(": ") {
-                Some((key, value)) if value.starts_with(INSTALL_ROOT) => {
-                    let path = self.installed_file(value, node);
-                    local.push_str(&format!("{key}: \"{}\"\n", path.display()));
-                }
-                _ => {
-                    local.push_str(line);
-                    local.push('\n');
-                }
-            }
-        }
-        let path = into.join(relative.replace('/', "_"));
-        fs::write(&path, local).unwrap();
-        path
-    }
-}
-
-fn flag<'a>(flags: &'a BTreeMap<String, String>, name: &str) -> &'a Path {
-    let value = flags
-        .get(name)
-        .unwrap_or_else(|| panic!("no --{name} in {flags:?}"));
-    Path::new(value)
 }
 
 // ---------------------------------------------------------------------------
@@ -284,20 +164,10 @@ fn walkdir(directory: &Path) -> Vec<PathBuf> {
 // kubectl against the apiserver's files
 // ---------------------------------------------------------------------------
 
-/// Starts the stand-in apiserver with the files that kube-apiserver.flags names.
-fn start_apiserver(build: &Build) -> FakeApiserver {
-    let flags = build.flags(APISERVER_FLAGS, Some(CONTROL_PLANE_NODE));
-    FakeApiserver::start(
-        flag(&flags, "tls-cert-file"),
-        flag(&flags, "tls-private-key-file"),
-        flag(&flags, "client-ca-file"),
-    )
-}
-
 #[test]
 fn kubeconfigs_reach_apiserver() {
     let build = example_build();
-    let apiserver = start_apiserver(build);
+    let apiserver = start_apiserver(build, CONTROL_PLANE_NODE);
     let scratch = tempfile::tempdir().unwrap();
     let mut kubeconfigs: Vec<(String, Option<&str>)> = vec![
         ("admin.conf".into(), None),
@@ -328,7 +198,7 @@ fn kubeconfigs_reach_apiserver() {
 #[test]
 fn apiserver_rejects_etcd_client_certificate() {
     let build = example_build();
-    let apiserver = start_apiserver(build);
+    let apiserver = start_apiserver(build, CONTROL_PLANE_NODE);
     let scratch = tempfile::tempdir().unwrap();
     let admin = build.local_kubeconfig("admin.conf", None, scratch.path());
     let admin = fs::read_to_string(admin).unwrap();
@@ -362,35 +232,10 @@ fn apiserver_rejects_etcd_client_certificate() {
 // etcd
 // ---------------------------------------------------------------------------
 
-/// Reads the etcd.flags of `node`, with paths mapped to the output files.
-fn etcd_member_flags(build: &Build, node: &str) -> BTreeMap<String, String> {
-    build.flags(&format!("nodes/{node}/flags/etcd.flags"), Some(node))
-}
-
-fn etcd_member(flags: &BTreeMap<String, String>) -> EtcdMemberTls<'_> {
-    EtcdMemberTls {
-        cert: flag(flags, "cert-file"),
-        key: flag(flags, "key-file"),
-        trusted_ca: flag(flags, "trusted-ca-file"),
-        peer_cert: flag(flags, "peer-cert-file"),
-        peer_key: flag(flags, "peer-key-file"),
-        peer_trusted_ca: flag(flags, "peer-trusted-ca-file"),
-    }
-}
-
-/// Returns the etcd client files that kube-apiserver.flags names.
-fn apiserver_etcd_client(flags: &BTreeMap<String, String>) -> EtcdClientTls<'_> {
-    EtcdClientTls {
-        cacert: flag(flags, "etcd-cafile"),
-        cert: flag(flags, "etcd-certfile"),
-        key: flag(flags, "etcd-keyfile"),
-    }
-}
-
 #[test]
 fn apiserver_etcd_client_reads_and_writes() {
     let build = example_build();
-    let member_flags = etcd_member_flags(build, CONTROL_PLANE_NODE);
+    let member_flags = build.etcd_flags(CONTROL_PLANE_NODE);
     let apiserver_flags = build.flags(APISERVER_FLAGS, Some(CONTROL_PLANE_NODE));
     let client = apiserver_etcd_client(&apiserver_flags);
     let etcd = EtcdCluster::start(&[etcd_member(&member_flags)], &client);
@@ -409,7 +254,7 @@ fn apiserver_etcd_client_reads_and_writes() {
 #[test]
 fn etcd_rejects_admin_client_certificate() {
     let build = example_build();
-    let member_flags = etcd_member_flags(build, CONTROL_PLANE_NODE);
+    let member_flags = build.etcd_flags(CONTROL_PLANE_NODE);
     let apiserver_flags = build.flags(APISERVER_FLAGS, Some(CONTROL_PLANE_NODE));
     let etcd = EtcdCluster::start(
         &[etcd_member(&member_flags)],
@@ -434,10 +279,7 @@ fn etcd_rejects_admin_client_certificate() {
 fn etcd_nodes_form_cluster() {
     let build = build_with_etcd_members();
     let nodes = [CONTROL_PLANE_NODE, EXTRA_ETCD_NODES[0], EXTRA_ETCD_NODES[1]];
-    let member_flags: Vec<_> = nodes
-        .iter()
-        .map(|node| etcd_member_flags(build, node))
-        .collect();
+    let member_flags: Vec<_> = nodes.iter().map(|node| build.etcd_flags(node)).collect();
     let peer_certs: Vec<&Path> = member_flags
         .iter()
         .map(|flags| flag(flags, "peer-cert-file"))

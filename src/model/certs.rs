@@ -1,6 +1,7 @@
 //! Leaf certificates and kubeconfigs: role defaults, SAN derivation, per-node expansion
 //! and the Kubernetes identity rules that a wrong manifest would break.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::roles::Role;
@@ -594,17 +595,18 @@ fn check_binding_reference<'b>(
 
 /// Rejects two kubelet client certificates with one identity.
 fn check_unique_identities(checker: &mut Checker, certs: &[Cert]) {
-    let kubelets: Vec<&Cert> = certs
-        .iter()
-        .filter(|c| c.role == Some(Role::KubeletClient))
-        .collect();
-    for (i, a) in kubelets.iter().enumerate() {
-        for b in &kubelets[i + 1..] {
-            if a.subject.common_name == b.subject.common_name {
+    let mut first: HashMap<&str, &Cert> = HashMap::new();
+    for cert in certs.iter().filter(|c| c.role == Some(Role::KubeletClient)) {
+        let identity = cert.subject.common_name.as_deref().unwrap_or("");
+        match first.get(identity) {
+            Some(earlier) => {
                 checker.error(
-                    format!("{}.subject", b.origin),
-                    format!("`{}` and `{}` share one node identity", a.id, b.id),
+                    format!("{}.subject", cert.origin),
+                    format!("`{}` and `{}` share one node identity", earlier.id, cert.id),
                 );
+            }
+            None => {
+                first.insert(identity, cert);
             }
         }
     }
@@ -619,11 +621,21 @@ pub(super) fn check_kubeconfigs(
     certs: &[Cert],
 ) -> Vec<Kubeconfig> {
     let mut kubeconfigs = Vec::new();
+    let certs_by_id: HashMap<&str, &Cert> = certs.iter().map(|c| (c.id.as_str(), c)).collect();
     for (id, raw) in &checker.raw.kubeconfig {
         let path = format!("kubeconfig.{id}");
         check_id(checker, &path, id);
-        let kubeconfig =
-            check_kubeconfig(checker, &path, id, raw, None, cluster, cas, bundles, certs);
+        let kubeconfig = check_kubeconfig(
+            checker,
+            &path,
+            id,
+            raw,
+            None,
+            cluster,
+            cas,
+            bundles,
+            &certs_by_id,
+        );
         kubeconfigs.push(kubeconfig);
     }
     for (template, raw) in &checker.raw.per_node.kubeconfig {
@@ -640,7 +652,7 @@ pub(super) fn check_kubeconfigs(
                 cluster,
                 cas,
                 bundles,
-                certs,
+                &certs_by_id,
             );
             kubeconfigs.push(kubeconfig);
         }
@@ -650,19 +662,19 @@ pub(super) fn check_kubeconfigs(
 }
 
 /// Resolves a reference from a per-node object: the same node's instance of a per-node
-/// template first, then a top-level object.
-pub(super) fn resolve_scoped<'c>(
+/// template first, then a top-level object. `exists` says whether an id is declared.
+pub(super) fn resolve_scoped(
     name: &str,
     node: Option<&Node>,
-    ids: impl Iterator<Item = &'c str> + Clone,
+    exists: impl Fn(&str) -> bool,
 ) -> Option<String> {
     if let Some(node) = node {
         let scoped = format!("{}/{name}", node.name);
-        if ids.clone().any(|id| id == scoped) {
+        if exists(&scoped) {
             return Some(scoped);
         }
     }
-    ids.into_iter().find(|id| *id == name).map(str::to_string)
+    exists(name).then(|| name.to_string())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -675,12 +687,12 @@ fn check_kubeconfig(
     cluster: &Cluster,
     cas: &[Ca],
     bundles: &[Bundle],
-    certs: &[Cert],
+    certs_by_id: &HashMap<&str, &Cert>,
 ) -> Kubeconfig {
-    let user = resolve_scoped(&raw.user, node, certs.iter().map(|c| c.id.as_str()));
+    let user = resolve_scoped(&raw.user, node, |id| certs_by_id.contains_key(id));
     let user_cert = user
         .as_ref()
-        .and_then(|u| certs.iter().find(|c| &c.id == u));
+        .and_then(|u| certs_by_id.get(u.as_str()).copied());
     match user_cert {
         None => {
             let mut known: Vec<String> = checker.raw.cert.keys().cloned().collect();
@@ -815,28 +827,34 @@ fn check_kubeconfig_user(
 
 /// A kubelet client certificate used by the kubeconfigs of two nodes makes them one node.
 fn check_shared_users(checker: &mut Checker, kubeconfigs: &[Kubeconfig], certs: &[Cert]) {
-    for (i, a) in kubeconfigs.iter().enumerate() {
-        for b in &kubeconfigs[i + 1..] {
-            let shared =
-                a.user == b.user && a.node.is_some() && b.node.is_some() && a.node != b.node;
-            if shared {
-                let identity = certs
-                    .iter()
-                    .find(|c| c.id == a.user)
-                    .and_then(|c| c.subject.common_name.clone())
-                    .unwrap_or_default();
-                checker.error(
-                    format!("{}.user", b.origin),
-                    format!(
-                        "nodes `{}` and `{}` authenticate with one certificate `{}` \
-                         (CN={identity:?}), so the Node authorizer cannot tell them apart",
-                        a.node.as_deref().unwrap_or(""),
-                        b.node.as_deref().unwrap_or(""),
-                        a.user
-                    ),
-                )
-                .help = Some("declare the client certificate under [per-node.cert] with `role = \"kubelet-client\"`".into());
-            }
+    let mut first: HashMap<&str, &Kubeconfig> = HashMap::new();
+    for kubeconfig in kubeconfigs.iter().filter(|k| k.node.is_some()) {
+        let Some(earlier) = first.get(kubeconfig.user.as_str()).copied() else {
+            first.insert(&kubeconfig.user, kubeconfig);
+            continue;
+        };
+        if earlier.node == kubeconfig.node {
+            continue;
         }
+        let identity = certs
+            .iter()
+            .find(|c| c.id == earlier.user)
+            .and_then(|c| c.subject.common_name.clone())
+            .unwrap_or_default();
+        checker
+            .error(
+                format!("{}.user", kubeconfig.origin),
+                format!(
+                    "nodes `{}` and `{}` authenticate with one certificate `{}` \
+                     (CN={identity:?}), so the Node authorizer cannot tell them apart",
+                    earlier.node.as_deref().unwrap_or(""),
+                    kubeconfig.node.as_deref().unwrap_or(""),
+                    earlier.user
+                ),
+            )
+            .help = Some(
+            "declare the client certificate under [per-node.cert] with `role = \"kubelet-client\"`"
+                .into(),
+        );
     }
 }

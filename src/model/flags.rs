@@ -68,11 +68,7 @@ struct Slots<'m, 'c, 'r> {
 
 impl<'m> Slots<'m, '_, '_> {
     fn leaf(&mut self, slot: &str, flag: &str, name: &str, serving: bool) -> Option<CertPaths> {
-        let id = resolve_scoped(
-            name,
-            self.node,
-            self.model.certs.iter().map(|c| c.id.as_str()),
-        );
+        let id = resolve_scoped(name, self.node, |id| self.model.cert(id).is_some());
         let Some(cert) = id.and_then(|id| self.model.cert(&id)) else {
             self.unknown(slot, flag, name, "certificate");
             return None;
@@ -190,12 +186,8 @@ impl<'m> Slots<'m, '_, '_> {
     }
 
     fn kubeconfig(&mut self, slot: &str, flag: &str, name: &str) -> Option<&'m Kubeconfig> {
-        let id = resolve_scoped(
-            name,
-            self.node,
-            self.model.kubeconfigs.iter().map(|k| k.id.as_str()),
-        );
-        match id.and_then(|id| self.model.kubeconfigs.iter().find(|k| k.id == id)) {
+        let id = resolve_scoped(name, self.node, |id| self.model.kubeconfig(id).is_some());
+        match id.and_then(|id| self.model.kubeconfig(&id)) {
             Some(kubeconfig) => {
                 self.depends_on
                     .push(format!("kubeconfig:{}", kubeconfig.id));
@@ -529,11 +521,9 @@ fn etcd_context(
 ) -> serde_json::Value {
     let server = slots.leaf("server-cert", "--cert-file", &raw.server_cert, true);
     let peer = slots.leaf("peer-cert", "--peer-cert-file", &raw.peer_cert, true);
-    if let Some(peer_cert) = resolve_scoped(
-        &raw.peer_cert,
-        Some(node),
-        slots.model.certs.iter().map(|c| c.id.as_str()),
-    )
+    if let Some(peer_cert) = resolve_scoped(&raw.peer_cert, Some(node), |id| {
+        slots.model.cert(id).is_some()
+    })
     .and_then(|id| slots.model.cert(&id))
         && !peer_cert.usage.authenticates_client()
     {

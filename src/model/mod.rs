@@ -4,7 +4,7 @@
 //! output path and reference here is already checked, per-node templates are expanded,
 //! and role defaults are filled in. All problems are collected and reported together.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,6 +46,7 @@ pub struct Model {
     pub backdate: Duration,
     /// How long before `notAfter` a rebuild renews a certificate.
     pub renew_before: Duration,
+    index: Index,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -216,17 +217,56 @@ pub struct Node {
     pub roles: Vec<String>,
 }
 
+/// Positions of objects by id, so lookups stay constant-time with thousands of nodes.
+#[derive(Debug, Default)]
+pub struct Index {
+    cas: HashMap<String, usize>,
+    certs: HashMap<String, usize>,
+    bundles: HashMap<String, usize>,
+    kubeconfigs: HashMap<String, usize>,
+    nodes: HashMap<String, usize>,
+}
+
+fn positions<T>(items: &[T], id: impl Fn(&T) -> &str) -> HashMap<String, usize> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (id(item).to_string(), i))
+        .collect()
+}
+
 impl Model {
+    fn build_index(&mut self) {
+        self.index = Index {
+            cas: positions(&self.cas, |c| &c.id),
+            certs: positions(&self.certs, |c| &c.id),
+            bundles: positions(&self.bundles, |b| &b.id),
+            kubeconfigs: positions(&self.kubeconfigs, |k| &k.id),
+            nodes: positions(&self.nodes, |n| &n.name),
+        };
+    }
+
     pub fn ca(&self, id: &str) -> Option<&Ca> {
-        self.cas.iter().find(|c| c.id == id)
+        self.index.cas.get(id).map(|&i| &self.cas[i])
     }
 
     pub fn cert(&self, id: &str) -> Option<&Cert> {
-        self.certs.iter().find(|c| c.id == id)
+        self.index.certs.get(id).map(|&i| &self.certs[i])
     }
 
     pub fn bundle(&self, id: &str) -> Option<&Bundle> {
-        self.bundles.iter().find(|b| b.id == id)
+        self.index.bundles.get(id).map(|&i| &self.bundles[i])
+    }
+
+    pub fn kubeconfig(&self, id: &str) -> Option<&Kubeconfig> {
+        self.index
+            .kubeconfigs
+            .get(id)
+            .map(|&i| &self.kubeconfigs[i])
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.index.nodes.get(name).map(|&i| &self.nodes[i])
     }
 
     /// Returns the file that holds the trust anchors of a CA or bundle id.
@@ -451,7 +491,9 @@ pub fn validate(
         templates: raw.templates.as_ref().map(|t| manifest_dir.join(t)),
         backdate,
         renew_before,
+        index: Index::default(),
     };
+    model.build_index();
     model.flag_files = flags::check_flags(&mut checker, &model);
     wiring::check_wiring(&mut checker, &model);
     check_unique_outputs(&mut checker, &model);

@@ -123,10 +123,7 @@ fn check_node_address(checker: &mut Checker, model: &Model, file: &FlagFile, slo
     let Some(cert) = slot_cert(model, file, slot) else {
         return;
     };
-    let node = file
-        .node
-        .as_ref()
-        .and_then(|name| model.nodes.iter().find(|n| &n.name == name));
+    let node = file.node.as_ref().and_then(|name| model.node(name));
     let Some(ip) = node.and_then(|n| n.ips.first()) else {
         return;
     };

@@ -6,3 +6,4 @@
 
 pub mod openssl_certs;
 pub mod peers;
+pub mod pkic_build;

@@ -1,0 +1,208 @@
+//! `pkic check -m MANIFEST`: compares the tree with a manifest's intent. Every
+//! declared output must be present, and each CA and certificate must match its
+//! specification: subject, SANs, extended key usage, key algorithm and issuer.
+//!
+//! NOTE: validity lengths, key formats, bundle order and the text of rendered
+//! kubeconfigs and flag files are not compared; `pkic plan` and
+//! `pkic build --check` cover those.
+
+use std::path::Path;
+
+use super::findings::{self, Finding};
+use super::x509::CertInfo;
+use crate::model::{KeyAlgorithm, Model, OutputFile, San, Subject, Usage};
+use crate::state::expected_subject;
+
+/// Checks the tree under `root` against `model`.
+pub fn check(root: &Path, model: &Model) -> Vec<Finding> {
+    let mut intent = Intent {
+        root,
+        found: Vec::new(),
+    };
+    for ca in &model.cas {
+        let object = format!("CA `{}`", ca.id);
+        intent.present(&ca.key_file, &object);
+        if let Some(cert) = intent.cert(&ca.cert_file, &object) {
+            intent.subject(&ca.cert_file, &object, &cert, &ca.subject);
+            intent.algorithm(&ca.cert_file, &object, &cert, ca.key.algorithm);
+        }
+    }
+    for leaf in &model.certs {
+        let object = format!("certificate `{}`", leaf.id);
+        intent.present(&leaf.key_file, &object);
+        let Some(cert) = intent.cert(&leaf.cert_file, &object) else {
+            continue;
+        };
+        intent.subject(&leaf.cert_file, &object, &cert, &leaf.subject);
+        intent.algorithm(&leaf.cert_file, &object, &cert, leaf.key.algorithm);
+        intent.sans(&leaf.cert_file, &object, &cert, &leaf.sans);
+        intent.usage(&leaf.cert_file, &object, &cert, leaf.usage);
+        if let Some(issuer) = model.ca(&leaf.issuer)
+            && let Some(issuer_cert) = intent.read(&issuer.cert_file)
+            && !cert.is_signed_by(&issuer_cert)
+        {
+            intent.differs(
+                &leaf.cert_file,
+                format!(
+                    "{object} is not signed by the current certificate of its issuer `{}` ({})",
+                    leaf.issuer,
+                    issuer.cert_file.relative.display()
+                ),
+            );
+        }
+    }
+    for bundle in &model.bundles {
+        intent.present(&bundle.file, &format!("bundle `{}`", bundle.id));
+    }
+    for account in &model.service_accounts {
+        let object = format!("service-account key `{}`", account.id);
+        intent.present(&account.key_file, &object);
+        intent.present(&account.public_key_file, &object);
+    }
+    for kubeconfig in &model.kubeconfigs {
+        intent.present(&kubeconfig.file, &format!("kubeconfig `{}`", kubeconfig.id));
+    }
+    for flags in &model.flag_files {
+        intent.present(&flags.file, &format!("flag file `{}`", flags.id));
+    }
+    intent.found
+}
+
+struct Intent<'a> {
+    root: &'a Path,
+    found: Vec<Finding>,
+}
+
+impl Intent<'_> {
+    fn label(file: &OutputFile) -> String {
+        file.relative.to_string_lossy().to_string()
+    }
+
+    fn present(&mut self, file: &OutputFile, object: &str) -> bool {
+        if self.root.join(&file.relative).is_file() {
+            return true;
+        }
+        let label = Self::label(file);
+        self.found.push(Finding::new(
+            findings::OUTPUT_MISSING,
+            Some(&label),
+            format!("{label} of {object} is declared by the manifest but not in the tree"),
+            "run `pkic build` with this manifest, or remove the object from the manifest",
+        ));
+        false
+    }
+
+    fn read(&self, file: &OutputFile) -> Option<CertInfo> {
+        let bytes = std::fs::read(self.root.join(&file.relative)).ok()?;
+        let block = pem::parse(bytes).ok()?;
+        CertInfo::parse(block.contents()).ok()
+    }
+
+    fn cert(&mut self, file: &OutputFile, object: &str) -> Option<CertInfo> {
+        if !self.present(file, object) {
+            return None;
+        }
+        self.read(file)
+    }
+
+    fn differs(&mut self, file: &OutputFile, message: String) {
+        let label = Self::label(file);
+        self.found.push(Finding::new(
+            findings::OUTPUT_DIFFERS,
+            Some(&label),
+            message,
+            "run `pkic plan` to see the change, then `pkic build` to reissue it",
+        ));
+    }
+
+    fn subject(&mut self, file: &OutputFile, object: &str, cert: &CertInfo, subject: &Subject) {
+        let expected: Vec<String> = expected_subject(subject)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let expected = expected.join(", ");
+        if cert.subject != expected {
+            self.differs(
+                file,
+                format!(
+                    "{object} has subject \"{}\", the manifest expects \"{expected}\"",
+                    cert.subject
+                ),
+            );
+        }
+    }
+
+    fn algorithm(
+        &mut self,
+        file: &OutputFile,
+        object: &str,
+        cert: &CertInfo,
+        algorithm: KeyAlgorithm,
+    ) {
+        let expected = match algorithm {
+            KeyAlgorithm::Rsa(bits) => format!("RSA {bits}"),
+            KeyAlgorithm::EcdsaP256 => "ECDSA P-256".into(),
+            KeyAlgorithm::EcdsaP384 => "ECDSA P-384".into(),
+            KeyAlgorithm::Ed25519 => "Ed25519".into(),
+        };
+        if cert.public_key.algorithm != expected {
+            self.differs(
+                file,
+                format!(
+                    "{object} has a {} key, the manifest expects {algorithm}",
+                    cert.public_key.algorithm
+                ),
+            );
+        }
+    }
+
+    fn sans(&mut self, file: &OutputFile, object: &str, cert: &CertInfo, expected: &[San]) {
+        let lacking: Vec<String> = expected
+            .iter()
+            .filter(|s| !cert.sans.contains(s))
+            .map(San::to_string)
+            .collect();
+        let extra: Vec<String> = cert
+            .sans
+            .iter()
+            .filter(|s| !expected.contains(s))
+            .map(San::to_string)
+            .collect();
+        if !lacking.is_empty() {
+            self.differs(
+                file,
+                format!(
+                    "{object} lacks the SANs {} that the manifest gives it",
+                    lacking.join(", ")
+                ),
+            );
+        }
+        if !extra.is_empty() {
+            self.differs(
+                file,
+                format!(
+                    "{object} has SANs {} that the manifest does not give it",
+                    extra.join(", ")
+                ),
+            );
+        }
+    }
+
+    fn usage(&mut self, file: &OutputFile, object: &str, cert: &CertInfo, usage: Usage) {
+        let (server, client) = cert
+            .eku
+            .map_or((false, false), |e| (e.server_auth, e.client_auth));
+        if usage.serves() != server || usage.authenticates_client() != client {
+            let found = match (server, client) {
+                (true, true) => "serverAuth and clientAuth",
+                (true, false) => "serverAuth only",
+                (false, true) => "clientAuth only",
+                (false, false) => "neither serverAuth nor clientAuth",
+            };
+            self.differs(
+                file,
+                format!("{object} allows {found}, the manifest expects usage {usage:?}"),
+            );
+        }
+    }
+}

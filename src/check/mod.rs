@@ -1,0 +1,208 @@
+//! `pkic check DIR`: proves an existing PKI tree against Kubernetes' trust rules.
+//!
+//! Discovery recognises the layout (kubeadm, a kubeadm pki directory, a pkic output
+//! directory, or a `--map` file) and reads which component uses which file. The
+//! inventory and the kubeconfigs then load every certificate and key. The rules run
+//! next: per certificate, issuers, Kubernetes roles, etcd, service-account keys, trust
+//! topology, kubeconfigs and, with `-m`, the manifest's intent. Last, the report prints
+//! the findings, the connections and the expiry table.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::Reporter;
+use crate::pipeline::{self, Failure, Format};
+
+mod certs;
+mod chain;
+mod clients;
+mod connection;
+pub mod discover;
+mod etcd;
+mod expiry;
+pub mod findings;
+mod intent;
+mod inventory;
+mod keys;
+mod kubeadm;
+mod kubeconfig;
+pub mod layout;
+mod mapfile;
+mod report;
+mod roles;
+mod service_account;
+mod store;
+mod tls;
+mod topology;
+mod x509;
+
+pub use discover::Overrides;
+pub use findings::{Finding, Level};
+
+use inventory::Inventory;
+use kubeconfig::Kubeconfig;
+use layout::{Layout, Resolved};
+use store::Store;
+
+/// Parses an RFC 3339 time for `--at`.
+pub fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("`{text}` is not an RFC 3339 time such as 2027-01-01T00:00:00Z: {e}"))
+}
+
+/// Parses a duration for `--warn-within`, such as `30d`.
+pub fn parse_within(text: &str) -> Result<Duration, String> {
+    crate::model::values::parse_duration(text)
+}
+
+/// Options of `pkic check`.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    pub dir: PathBuf,
+    pub map: Option<PathBuf>,
+    pub overrides: Overrides,
+    /// A second time at which every certificate must be valid.
+    pub at: Option<OffsetDateTime>,
+    pub warn_within: Duration,
+    pub format: Format,
+    /// Warnings fail the check too.
+    pub strict: bool,
+    pub manifest: Option<PathBuf>,
+    pub set: BTreeMap<String, String>,
+}
+
+/// Everything the rules read.
+pub struct Context {
+    pub layout: Layout,
+    pub store: Store,
+    pub inventory: Inventory,
+    pub kubeconfigs: Vec<Kubeconfig>,
+    /// Unix seconds.
+    pub now: i64,
+    pub at: Option<i64>,
+    pub warn_within: i64,
+}
+
+impl Context {
+    /// Returns the apiserver's serving certificate file.
+    pub fn serving_cert(&self) -> Option<String> {
+        self.apiserver_trust("tls-cert-file")
+    }
+
+    /// Returns the file that a kube-apiserver flag names, mapped into the tree.
+    pub fn apiserver_trust(&self, flag: &str) -> Option<String> {
+        let value = self.layout.apiserver.as_ref()?.get(flag)?;
+        match self.layout.resolve(value, None) {
+            Resolved::InTree(label) => Some(label),
+            Resolved::Outside(_) => None,
+        }
+    }
+}
+
+/// Loads the tree under `options.dir` and runs every rule at `now`.
+fn inspect(options: &CheckOptions, now: OffsetDateTime) -> Result<report::Report, String> {
+    let layout = discover::discover(&options.dir, options.map.as_deref(), &options.overrides)?;
+    let mut store = Store::new(&options.dir);
+    let mut inventory = Inventory::default();
+    let (kubeconfigs, mut found) = kubeconfig::load(&layout, &mut store, &mut inventory);
+    inventory.add_flags(&layout, &mut store);
+    inventory.add_loose_certs(&layout, &mut store);
+    inventory.add_other_files(&mut store);
+    found.extend(layout.notes.iter().cloned());
+    found.append(&mut inventory.notes);
+    let ctx = Context {
+        layout,
+        store,
+        inventory,
+        kubeconfigs,
+        now: now.unix_timestamp(),
+        at: options.at.map(OffsetDateTime::unix_timestamp),
+        warn_within: options.warn_within.as_secs() as i64,
+    };
+    found.extend(certs::check(&ctx));
+    found.extend(chain::check(&ctx));
+    found.extend(roles::check(&ctx));
+    found.extend(etcd::check(&ctx));
+    found.extend(service_account::check(&ctx));
+    let (topology_findings, mut connections) = topology::check(&ctx);
+    found.extend(topology_findings);
+    let (kubeconfig_findings, kubeconfig_connections) = clients::check(&ctx);
+    found.extend(kubeconfig_findings);
+    connections.splice(0..0, kubeconfig_connections);
+    Ok(finish(&ctx, options, found, connections))
+}
+
+fn finish(
+    ctx: &Context,
+    options: &CheckOptions,
+    mut found: Vec<Finding>,
+    connections: Vec<connection::Connection>,
+) -> report::Report {
+    let mut unique: Vec<Finding> = Vec::new();
+    for finding in found.drain(..) {
+        if !unique.contains(&finding) {
+            unique.push(finding);
+        }
+    }
+    unique.sort_by(|a, b| (&a.file, a.level, a.id).cmp(&(&b.file, b.level, b.id)));
+    report::Report {
+        directory: options.dir.display().to_string(),
+        layout: ctx.layout.kind,
+        facts: ctx.layout.facts.clone(),
+        summary: report::Summary::count(&unique),
+        findings: unique,
+        keys: report::key_rows(&ctx.store),
+        connections,
+        expiry: expiry::table(ctx),
+    }
+}
+
+/// Prints the report on stdout. A closed pipe (`pkic check | head`) is not an error.
+fn print_report(text: &str) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{}", text.trim_end()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::Io(format!("cannot write the report: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Runs `pkic check`: prints the report on stdout and fails when it has an error, or a
+/// warning under `--strict`.
+pub fn run(options: &CheckOptions, reporter: &Reporter) -> Result<(), Failure> {
+    let mut report = inspect(options, OffsetDateTime::now_utc()).map_err(Failure::Input)?;
+    if let Some(manifest) = &options.manifest {
+        let loaded = pipeline::load(manifest, &options.set, reporter)?;
+        report
+            .findings
+            .extend(intent::check(&options.dir, &loaded.model));
+        report.summary = report::Summary::count(&report.findings);
+    }
+    let text = match options.format {
+        Format::Human => report::human(&report),
+        Format::Json => report::json(&report)
+            .map_err(|e| Failure::Io(format!("cannot encode the report as JSON: {e}")))?,
+    };
+    print_report(&text)?;
+    let summary = &report.summary;
+    let failing = summary.errors + if options.strict { summary.warnings } else { 0 };
+    if failing == 0 {
+        return Ok(());
+    }
+    let counted = if options.strict {
+        "errors and warnings"
+    } else {
+        "errors"
+    };
+    Err(Failure::Check(format!(
+        "pkic check: {} failed: {}, {} ({counted} fail the check)",
+        options.dir.display(),
+        report::count(summary.errors, "error"),
+        report::count(summary.warnings, "warning")
+    )))
+}

@@ -1,0 +1,213 @@
+//! The files of a checked tree, read once: certificate files (and certificates
+//! embedded in kubeconfigs), private key files, and service-account public keys.
+//! Every entry is keyed by its label: the path relative to the checked directory, or
+//! `FILE: FIELD` for data embedded in a kubeconfig.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::keys::{KeyRead, read_private_key, read_public_keys};
+use super::x509::{CertInfo, PublicKeyInfo};
+
+/// A problem found while reading a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    Missing,
+    /// Not PEM, or no certificate in it.
+    NotPem(String),
+    /// A certificate that x509-parser rejects; the index is its position in the file.
+    Unparsable(usize, String),
+}
+
+/// A file of PEM certificates.
+#[derive(Debug, Clone)]
+pub struct CertFile {
+    pub certs: Vec<CertInfo>,
+    pub problem: Option<Problem>,
+    /// The first flag or kubeconfig field that names the file, for messages.
+    pub origin: Option<String>,
+}
+
+/// A private key file; `read` is `None` when the file is missing.
+#[derive(Debug, Clone)]
+pub struct KeyFile {
+    pub read: Option<KeyRead>,
+    pub origin: Option<String>,
+}
+
+/// Every file read for a check.
+#[derive(Debug, Default)]
+pub struct Store {
+    pub root: PathBuf,
+    pub cert_files: BTreeMap<String, CertFile>,
+    pub key_files: BTreeMap<String, KeyFile>,
+    /// Public key sets of `--service-account-key-file` values.
+    pub public_keys: BTreeMap<String, Result<Vec<PublicKeyInfo>, String>>,
+}
+
+impl Store {
+    pub fn new(root: &Path) -> Store {
+        Store {
+            root: root.to_path_buf(),
+            ..Store::default()
+        }
+    }
+
+    fn read(&self, label: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.root.join(label)).ok()
+    }
+
+    /// Reads a certificate file once; `origin` names what refers to it.
+    pub fn add_cert_file(&mut self, label: &str, origin: Option<&str>) {
+        if let Some(file) = self.cert_files.get_mut(label) {
+            if file.origin.is_none() {
+                file.origin = origin.map(str::to_string);
+            }
+            return;
+        }
+        let file = match self.read(label) {
+            Some(bytes) => parse_cert_pem(&bytes),
+            None => CertFile {
+                certs: Vec::new(),
+                problem: Some(Problem::Missing),
+                origin: None,
+            },
+        };
+        self.insert_cert_file(label, file, origin);
+    }
+
+    /// Adds certificate data embedded in a kubeconfig under `label`.
+    pub fn add_cert_bytes(&mut self, label: &str, bytes: &[u8], origin: Option<&str>) {
+        self.insert_cert_file(label, parse_cert_pem(bytes), origin);
+    }
+
+    fn insert_cert_file(&mut self, label: &str, mut file: CertFile, origin: Option<&str>) {
+        file.origin = origin.map(str::to_string);
+        self.cert_files.insert(label.to_string(), file);
+    }
+
+    /// Reads a private key file once.
+    pub fn add_key_file(&mut self, label: &str, origin: Option<&str>) {
+        if self.key_files.contains_key(label) {
+            return;
+        }
+        let read = self
+            .read(label)
+            .map(|bytes| read_private_key(&String::from_utf8_lossy(&bytes)));
+        self.key_files.insert(
+            label.to_string(),
+            KeyFile {
+                read,
+                origin: origin.map(str::to_string),
+            },
+        );
+    }
+
+    /// Adds private key data embedded in a kubeconfig under `label`.
+    pub fn add_key_bytes(&mut self, label: &str, bytes: &[u8], origin: Option<&str>) {
+        let read = Some(read_private_key(&String::from_utf8_lossy(bytes)));
+        self.key_files.insert(
+            label.to_string(),
+            KeyFile {
+                read,
+                origin: origin.map(str::to_string),
+            },
+        );
+    }
+
+    /// Reads the public keys of a service-account key file once.
+    pub fn add_public_keys(&mut self, label: &str) {
+        if self.public_keys.contains_key(label) {
+            return;
+        }
+        let keys = match self.read(label) {
+            Some(bytes) => read_public_keys(&String::from_utf8_lossy(&bytes)),
+            None => Err("the file does not exist".into()),
+        };
+        self.public_keys.insert(label.to_string(), keys);
+    }
+
+    /// Returns the certificates of a file, empty when it could not be read.
+    pub fn certs(&self, label: &str) -> &[CertInfo] {
+        self.cert_files
+            .get(label)
+            .map_or(&[], |f| f.certs.as_slice())
+    }
+
+    /// Returns the public key of a readable private key file.
+    pub fn private_key(&self, label: &str) -> Option<&PublicKeyInfo> {
+        match self.key_files.get(label)?.read.as_ref()? {
+            KeyRead::Readable { public, .. } => Some(public),
+            _ => None,
+        }
+    }
+
+    /// Returns the certificate files in order of preference for naming a certificate:
+    /// files on disk before kubeconfig data, single certificates before bundles.
+    pub fn preferred_files(&self) -> Vec<(&String, &CertFile)> {
+        let mut files: Vec<(&String, &CertFile)> = self.cert_files.iter().collect();
+        files.sort_by_key(|(label, file)| {
+            (label.contains(": "), file.certs.len() > 1, label.as_str())
+        });
+        files
+    }
+
+    /// Returns each distinct certificate with the preferred file that contains it.
+    pub fn unique_certs(&self) -> Vec<(&str, &CertInfo)> {
+        let mut seen: Vec<&[u8]> = Vec::new();
+        let mut out = Vec::new();
+        for (label, file) in self.preferred_files() {
+            for cert in &file.certs {
+                if !seen.contains(&cert.der.as_slice()) {
+                    seen.push(&cert.der);
+                    out.push((label.as_str(), cert));
+                }
+            }
+        }
+        out
+    }
+
+    /// Returns every distinct CA certificate of the tree with its file.
+    pub fn cas(&self) -> Vec<(&str, &CertInfo)> {
+        self.unique_certs()
+            .into_iter()
+            .filter(|(_, c)| c.is_ca())
+            .collect()
+    }
+}
+
+/// Parses the PEM certificates of a file.
+fn parse_cert_pem(bytes: &[u8]) -> CertFile {
+    let mut file = CertFile {
+        certs: Vec::new(),
+        problem: None,
+        origin: None,
+    };
+    let blocks = match pem::parse_many(bytes) {
+        Ok(blocks) => blocks,
+        Err(e) => {
+            file.problem = Some(Problem::NotPem(format!("invalid PEM: {e}")));
+            return file;
+        }
+    };
+    let certs: Vec<&pem::Pem> = blocks.iter().filter(|b| b.tag() == "CERTIFICATE").collect();
+    if certs.is_empty() {
+        let tags: Vec<&str> = blocks.iter().map(|b| b.tag()).collect();
+        let found = if tags.is_empty() {
+            "no PEM block".to_string()
+        } else {
+            format!("only {}", tags.join(", "))
+        };
+        file.problem = Some(Problem::NotPem(format!("no CERTIFICATE block, {found}")));
+        return file;
+    }
+    for (index, block) in certs.iter().enumerate() {
+        match CertInfo::parse(block.contents()) {
+            Ok(cert) => file.certs.push(cert),
+            Err(e) => {
+                file.problem.get_or_insert(Problem::Unparsable(index, e));
+            }
+        }
+    }
+    file
+}
