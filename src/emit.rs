@@ -113,7 +113,7 @@ pub fn stale_files(out: &Path, files: &[OutFile]) -> Vec<PathBuf> {
     };
     let current: HashSet<&Path> = files.iter().map(|f| f.relative.as_path()).collect();
     list.lines()
-        .map(PathBuf::from)
+        .filter_map(|line| crate::model::values::check_relative_path(line).ok())
         .filter(|p| !current.contains(p.as_path()))
         .filter(|p| out.join(p).is_file())
         .collect()
@@ -124,6 +124,7 @@ pub fn stale_files(out: &Path, files: &[OutFile]) -> Vec<PathBuf> {
 /// `stamp` names the backup directory.
 pub fn write_all(out: &Path, files: &[OutFile], stamp: &str) -> Result<Written, EmitError> {
     create_private_dir(out)?;
+    let _lock = lock(out)?;
     remove_stale_staging(out);
     let changed: Vec<OutFile> = changed_files(out, files).into_iter().cloned().collect();
     let stale = stale_files(out, files);
@@ -131,7 +132,7 @@ pub fn write_all(out: &Path, files: &[OutFile], stamp: &str) -> Result<Written, 
         unchanged: files.len() - changed.len(),
         ..Written::default()
     };
-    let backup = out.join(".backup").join(stamp);
+    let backup = unique_backup_dir(out, stamp);
     let mut list = files
         .iter()
         .map(|f| f.relative.display().to_string())
@@ -177,6 +178,54 @@ pub fn write_state(out: &Path, name: &str, text: &str) -> Result<(), EmitError> 
     let temporary = out.join(format!("{name}.{}.tmp", std::process::id()));
     fs::write(&temporary, text).map_err(error("writing", &temporary))?;
     fs::rename(&temporary, &path).map_err(error("renaming into place", &path))
+}
+
+/// Takes an exclusive lock on the output directory for the rest of a write, so two
+/// builds never write into one tree at once. The lock ends when the handle is dropped.
+fn lock(out: &Path) -> Result<fs::File, EmitError> {
+    // The lock is on the directory itself, so a build leaves no lock file behind.
+    let directory = fs::File::open(out).map_err(error("opening for locking", out))?;
+    directory.try_lock().map_err(|e| EmitError {
+        action: "locking",
+        path: out.to_path_buf(),
+        source: io::Error::other(format!("another pkic build is writing this tree ({e})")),
+    })?;
+    Ok(directory)
+}
+
+/// Returns `.backup/<stamp>` under `out`, or `<stamp>.N` when a build in the same second
+/// already used that name.
+fn unique_backup_dir(out: &Path, stamp: &str) -> PathBuf {
+    let base = out.join(".backup");
+    let mut candidate = base.join(stamp);
+    let mut n = 1;
+    while candidate.exists() {
+        candidate = base.join(format!("{stamp}.{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+/// Fails when a directory between `out` and `path` is a symbolic link, which would send
+/// keys outside the output directory.
+fn check_no_symlink(out: &Path, path: &Path) -> Result<(), EmitError> {
+    let mut current = out.to_path_buf();
+    let relative = path.strip_prefix(out).unwrap_or(path);
+    let parent_components = relative
+        .parent()
+        .map(|p| p.components().collect::<Vec<_>>())
+        .unwrap_or_default();
+    for component in parent_components {
+        current.push(component);
+        if fs::symlink_metadata(&current).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(EmitError {
+                action: "refusing to write through the symbolic link",
+                path: current,
+                source: io::Error::other("output directories must be real directories"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Removes staging directories left by a build that was killed.
@@ -229,6 +278,7 @@ fn commit(
     let mut replaced = 0;
     for file in files {
         let target = out.join(&file.relative);
+        check_no_symlink(out, &target)?;
         if let Some(parent) = target.parent() {
             create_private_dir(parent)?;
         }

@@ -331,10 +331,29 @@ pub fn diff(expected: &BTreeMap<String, String>, actual: &BTreeMap<String, Strin
     out
 }
 
-/// Replaces the contents of `dir` with `outputs`.
+/// Replaces the contents of `dir`, a directory of golden files, with `outputs`.
+///
+/// Refuses a directory that does not look like golden files: one with keys, pkic's output
+/// state, or files but no `files.txt` and `certificates.txt`, such as an output directory
+/// or a project directory named by mistake.
 pub fn write_dir(dir: &Path, outputs: &BTreeMap<String, String>) -> io::Result<()> {
     if dir.exists() {
-        fs::remove_dir_all(dir)?;
+        let existing = read_dir_names(dir)?;
+        let looks_golden = existing.is_empty()
+            || (existing.contains("files.txt") && existing.contains("certificates.txt"));
+        let has_secrets = existing.iter().any(|name| {
+            name.ends_with(".key") || name.starts_with(".pkic") || name.starts_with(".backup")
+        });
+        if !looks_golden || has_secrets {
+            return Err(io::Error::other(format!(
+                "{} is not a directory of golden files (it has other files, keys or pkic \
+                 state), so it is left alone; name an empty or golden directory",
+                dir.display()
+            )));
+        }
+        for name in existing.difference(&outputs.keys().cloned().collect()) {
+            fs::remove_file(dir.join(name))?;
+        }
     }
     for (path, text) in outputs {
         let target = dir.join(path);
@@ -344,4 +363,19 @@ pub fn write_dir(dir: &Path, outputs: &BTreeMap<String, String>) -> io::Result<(
         fs::write(target, text)?;
     }
     Ok(())
+}
+
+fn read_dir_names(dir: &Path) -> io::Result<std::collections::BTreeSet<String>> {
+    let mut names = std::collections::BTreeSet::new();
+    for entry in WalkDir::new(dir) {
+        let entry = entry.map_err(io::Error::other)?;
+        if !entry.file_type().is_dir() {
+            let relative = entry
+                .path()
+                .strip_prefix(dir)
+                .expect("walkdir yields paths under dir");
+            names.insert(relative.display().to_string());
+        }
+    }
+    Ok(names)
 }

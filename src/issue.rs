@@ -106,6 +106,17 @@ pub fn issue_all(
         issued.cas.insert(id.to_string(), cert);
     }
 
+    let ca_not_after: BTreeMap<&str, OffsetDateTime> = issued
+        .cas
+        .iter()
+        .filter_map(|(id, cert)| {
+            let (_, parsed) = X509Certificate::from_der(&cert.der).ok()?;
+            let not_after =
+                OffsetDateTime::from_unix_timestamp(parsed.validity().not_after.timestamp())
+                    .ok()?;
+            Some((id.as_str(), not_after))
+        })
+        .collect();
     let leaves: Vec<Result<(String, IssuedCert), IssueError>> = model
         .certs
         .par_iter()
@@ -116,7 +127,8 @@ pub fn issue_all(
                 Some((der, key)) => Ok(kept_cert(der, key, cert.key.algorithm)),
                 None => {
                     let key = decision.and_then(|d| d.reuse_key.as_deref());
-                    issue_leaf(cert, key, &signers[&cert.issuer], model, now)
+                    check_within_issuer(cert, ca_not_after.get(cert.issuer.as_str()), now)
+                        .and_then(|()| issue_leaf(cert, key, &signers[&cert.issuer], model, now))
                 }
             };
             result.map(|issued| (cert.id.clone(), issued))
@@ -277,6 +289,30 @@ fn issue_ca(
         },
     };
     Ok((Issuer::new(params, key), issued))
+}
+
+/// Fails when a leaf issued now would outlive its issuer's certificate: a CA kept from an
+/// earlier build has less time left than the durations in the manifest suggest.
+fn check_within_issuer(
+    cert: &Cert,
+    issuer_not_after: Option<&OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<(), IssueError> {
+    let Some(issuer_not_after) = issuer_not_after else {
+        return Ok(());
+    };
+    if now + cert.validity <= *issuer_not_after {
+        return Ok(());
+    }
+    Err(IssueError {
+        object: format!("certificate `{}` ({})", cert.id, cert.origin),
+        message: format!(
+            "it would be valid until {}, past its issuer `{}`, which expires at {issuer_not_after}; \
+             shorten its validity or renew the CA",
+            now + cert.validity,
+            cert.issuer
+        ),
+    })
 }
 
 fn issue_leaf(

@@ -101,6 +101,15 @@ struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     format: Format,
+    /// Plan as if the build ran at this time (RFC 3339, such as 2027-06-01T00:00:00Z),
+    /// to see what it would renew then.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<time::OffsetDateTime>,
+}
+
+fn parse_time(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("`{text}` is not an RFC 3339 time: {e}"))
 }
 
 #[derive(Debug, Args)]
@@ -171,7 +180,7 @@ fn main() -> ExitCode {
                 check: None,
                 update_golden: None,
             };
-            match pipeline::plan(&options, args.format, &reporter) {
+            match pipeline::plan(&options, args.format, args.at, &reporter) {
                 Ok(true) => return ExitCode::from(4),
                 Ok(false) => Ok(()),
                 Err(failure) => Err(failure),

@@ -142,8 +142,19 @@ pub fn decide(loaded: &Loaded, out: Option<&Path>, now: OffsetDateTime) -> Resul
     let renewal = Renewal {
         renew_before: loaded.model.renew_before,
     };
-    state::decide(&loaded.model, &loaded.order, out, now, renewal)
-        .map_err(|d| Failure::Input(loaded.render(d)))
+    state::decide(&loaded.model, &loaded.order, out, now, renewal).map_err(|diagnostics| {
+        // A file in the output that exists but cannot be read is an I/O failure; every
+        // other state error is a manifest that no longer matches the tree.
+        let unreadable = diagnostics
+            .iter()
+            .any(|d| d.message.starts_with("cannot read "));
+        let text = loaded.render(diagnostics);
+        if unreadable {
+            Failure::Io(text)
+        } else {
+            Failure::Input(text)
+        }
+    })
 }
 
 fn report_decisions(loaded: &Loaded, plan: &Plan, reporter: &Reporter) {
@@ -398,9 +409,15 @@ pub enum Format {
 
 /// Runs `pkic plan`: prints what `pkic build` would do, writing nothing. Returns true
 /// when the build would change something.
-pub fn plan(options: &BuildOptions, format: Format, reporter: &Reporter) -> Result<bool, Failure> {
+/// `at` replaces the current time, to see what a build on that day would renew.
+pub fn plan(
+    options: &BuildOptions,
+    format: Format,
+    at: Option<OffsetDateTime>,
+    reporter: &Reporter,
+) -> Result<bool, Failure> {
     let loaded = load(&options.manifest, &options.set, reporter)?;
-    let now = OffsetDateTime::now_utc();
+    let now = at.unwrap_or_else(OffsetDateTime::now_utc);
     let plan = decide(&loaded, Some(options.out.as_path()), now)?;
     let quiet = Reporter {
         verbosity: crate::Verbosity::Quiet,

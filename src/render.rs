@@ -83,6 +83,9 @@ impl Templates {
     pub fn load(overrides: Option<&Path>) -> Result<Templates, RenderError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Values are written as they are: the manifest stage rejects control characters,
+        // and the model rejects kubeconfig names that YAML would read differently.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         let syntax = minijinja::syntax::SyntaxConfig::builder()
             .keep_trailing_newline(true)
             .build()

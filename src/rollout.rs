@@ -86,6 +86,7 @@ pub fn rollout(model: &Model, plan: &Plan, out: &Path, files: &[OutFile]) -> Rol
         })
         .collect();
     let mut file_changes = file_changes;
+    file_changes.extend(keys_of_reissued(model, plan, out, &changed, &installs));
     file_changes.extend(shared_files_for_new_nodes(model, out, &changed, &installs));
     for stale in emit::stale_files(out, files) {
         let install = install_path_of_stale(model, &stale);
@@ -128,6 +129,39 @@ fn install_paths(model: &Model) -> BTreeMap<String, String> {
     model.flag_files.iter().for_each(|f| add(&f.file));
     model.bindings.iter().for_each(|b| add(&b.file));
     paths
+}
+
+/// Returns the key files of reissued certificates whose key did not change in the output:
+/// a host may still hold another key, as when the output's key was replaced by hand.
+fn keys_of_reissued(
+    model: &Model,
+    plan: &Plan,
+    out: &Path,
+    changed: &[&OutFile],
+    installs: &BTreeMap<String, String>,
+) -> Vec<FileChange> {
+    model
+        .certs
+        .iter()
+        .filter(|cert| {
+            plan.get(&format!("cert:{}", cert.id))
+                .is_some_and(|d| d.action == Action::Reissue)
+        })
+        .filter(|cert| !changed.iter().any(|f| f.relative == cert.key_file.relative))
+        .filter(|cert| out.join(&cert.key_file.relative).exists())
+        .map(|cert| {
+            let relative = cert.key_file.relative.display().to_string();
+            FileChange {
+                host: host_of(model, &cert.key_file.relative),
+                install: installs
+                    .get(&relative)
+                    .cloned()
+                    .unwrap_or_else(|| "-".into()),
+                change: "update",
+                file: relative,
+            }
+        })
+        .collect()
 }
 
 /// Returns the shared files (such as a CA certificate) that a new node's kubeconfigs and
@@ -191,6 +225,16 @@ fn host_of(model: &Model, relative: &Path) -> String {
     }
     if model.bindings.iter().any(|b| b.file.relative == relative) {
         return "cluster (kubectl apply -f)".into();
+    }
+    if let Some(ca) = model.cas.iter().find(|ca| ca.key_file.relative == relative) {
+        let install = &ca.key_file.install;
+        let used = model
+            .flag_files
+            .iter()
+            .any(|f| f.context.to_string().contains(install.as_str()));
+        if !used {
+            return "offline (no component reads this CA key; keep it off the hosts)".into();
+        }
     }
     let control_plane: Vec<&str> = model
         .nodes

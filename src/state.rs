@@ -121,14 +121,21 @@ pub fn decide(
             Err(error) => errors.push(error),
         }
     }
-    let leaves: Vec<(String, Decision)> = order
+    let leaves: Vec<(String, Result<Decision, Diagnostic>)> = order
         .par_iter()
         .filter_map(|key| {
             let id = key.strip_prefix("cert:")?;
             Some((key.clone(), reader.decide_leaf(model, id, &plan)))
         })
         .collect();
-    plan.decisions.extend(leaves);
+    for (key, decision) in leaves {
+        match decision {
+            Ok(decision) => {
+                plan.decisions.insert(key, decision);
+            }
+            Err(error) => errors.push(error),
+        }
+    }
     if errors.is_empty() {
         Ok(plan)
     } else {
@@ -150,28 +157,51 @@ struct Found {
 }
 
 impl Reader<'_> {
-    fn read(&self, cert: &Path, key: &Path) -> Found {
-        let cert = std::fs::read_to_string(self.out.join(cert))
-            .ok()
+    /// Reads a certificate and its key; a file that exists but cannot be read is an error,
+    /// never mistaken for a missing one.
+    fn read(&self, cert: &Path, key: &Path) -> Result<Found, String> {
+        let cert = read_text(&self.out.join(cert))?
             .and_then(|text| pem::parse(text).ok())
             .filter(|p| p.tag() == "CERTIFICATE")
             .map(|p| p.contents().to_vec());
-        let key = std::fs::read_to_string(self.out.join(key)).ok();
-        Found { cert, key }
+        let key = read_text(&self.out.join(key))?;
+        Ok(Found { cert, key })
     }
 
     fn decide_ca(&self, model: &Model, id: &str, plan: &Plan) -> Result<Decision, Diagnostic> {
         let ca = model.ca(id).expect("graph holds only declared CAs");
         let path = format!("ca.{id}");
         if let Some(imported) = &ca.imported {
+            // The output's copy shows which CA the tree was built with; another imported
+            // certificate there means a new CA, which the plan must say.
+            let copy = read_text(&self.out.join(&ca.cert_file.relative))
+                .ok()
+                .flatten()
+                .and_then(|text| pem::parse(text).ok())
+                .map(|p| p.contents().to_vec());
+            let (action, reason) = match copy {
+                Some(der) if der != imported.cert_der => (
+                    Action::Create,
+                    format!(
+                        "imported CA {} differs from the one the tree was built with",
+                        imported.source.display()
+                    ),
+                ),
+                _ => (
+                    Action::Keep,
+                    format!("imported from {}", imported.source.display()),
+                ),
+            };
             return Ok(Decision {
-                action: Action::Keep,
-                reasons: vec![format!("imported from {}", imported.source.display())],
+                action,
+                reasons: vec![reason],
                 reuse_key: Some(imported.key_pem.clone()),
                 keep_cert: Some(imported.cert_der.clone()),
             });
         }
-        let found = self.read(&ca.cert_file.relative, &ca.key_file.relative);
+        let found = self
+            .read(&ca.cert_file.relative, &ca.key_file.relative)
+            .map_err(|message| Diagnostic::error(path.clone(), message))?;
         let (der, key_pem) = match (found.cert, found.key) {
             (None, None) => return Ok(Decision::new(Action::Create, "not on disk")),
             (None, Some(_)) => {
@@ -245,11 +275,14 @@ impl Reader<'_> {
         Ok(decision)
     }
 
-    fn decide_leaf(&self, model: &Model, id: &str, plan: &Plan) -> Decision {
+    fn decide_leaf(&self, model: &Model, id: &str, plan: &Plan) -> Result<Decision, Diagnostic> {
         let leaf = model
             .cert(id)
             .expect("graph holds only declared certificates");
-        let found = self.read(&leaf.cert_file.relative, &leaf.key_file.relative);
+        let found = match self.read(&leaf.cert_file.relative, &leaf.key_file.relative) {
+            Ok(found) => found,
+            Err(message) => return Err(Diagnostic::error(leaf.origin.clone(), message)),
+        };
         let key = found
             .key
             .filter(|pem| public_key_of_pem(pem).is_some() || KeyPair::from_pem(pem).is_ok());
@@ -259,10 +292,13 @@ impl Reader<'_> {
                 decision.reasons = vec!["certificate missing; its key is kept".into()];
                 decision.reuse_key = key;
             }
-            return decision;
+            return Ok(decision);
         };
         let Ok(cert) = parse(&der) else {
-            return Decision::new(Action::Reissue, "certificate on disk is not readable");
+            return Ok(Decision::new(
+                Action::Reissue,
+                "certificate on disk is not readable",
+            ));
         };
         let mut decision = Decision {
             action: Action::Keep,
@@ -296,7 +332,7 @@ impl Reader<'_> {
         if decision.action == Action::Keep {
             decision.keep_cert = Some(der);
         }
-        decision
+        Ok(decision)
     }
 
     fn decide_service_account(&self, model: &Model, id: &str) -> Result<Decision, Diagnostic> {
@@ -305,8 +341,22 @@ impl Reader<'_> {
             .iter()
             .find(|a| a.id == id)
             .expect("graph holds only declared service accounts");
-        let key = std::fs::read_to_string(self.out.join(&account.key_file.relative)).ok();
+        let path = format!("service-account.{id}");
+        let key = read_text(&self.out.join(&account.key_file.relative))
+            .map_err(|message| Diagnostic::error(path.clone(), message))?;
         let Some(key) = key else {
+            if self.out.join(&account.public_key_file.relative).exists() {
+                return Err(Diagnostic::error(
+                    path,
+                    format!(
+                        "service-account key `{id}`: {} exists but its private key {} is \
+                         missing; a new pair would invalidate every service-account token",
+                        account.public_key_file.relative.display(),
+                        account.key_file.relative.display()
+                    ),
+                )
+                .with_help("restore the key from a backup in the output directory's .backup/"));
+            }
             return Ok(Decision::new(Action::Create, "not on disk"));
         };
         match key_algorithm_of(Some(&key)) {
@@ -343,7 +393,7 @@ impl Reader<'_> {
             Some(Action::Keep) | None => {}
             Some(action) => {
                 decision.reissue(format!(
-                    "issuer `{issuer}` is being {}d",
+                    "issuer `{issuer}` is being {}",
                     action_past(action)
                 ));
                 return;
@@ -383,6 +433,22 @@ impl Reader<'_> {
                 )
             });
         }
+    }
+}
+
+/// Returns a file's text, `None` when it does not exist, or an error naming the file.
+fn read_text(path: &Path) -> Result<Option<String>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }
 
@@ -434,10 +500,10 @@ impl Decision {
 
 fn action_past(action: Action) -> &'static str {
     match action {
-        Action::Create => "create",
-        Action::Reissue => "reissue",
-        Action::Renew => "renew",
-        Action::Keep => "keep",
+        Action::Create => "created",
+        Action::Reissue => "reissued",
+        Action::Renew => "renewed",
+        Action::Keep => "kept",
     }
 }
 

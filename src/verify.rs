@@ -356,6 +356,7 @@ impl Verifier<'_> {
                 Component::Kubelet => self.check_kubelet(&apiserver, file),
                 Component::Etcd => self.check_etcd(&apiserver, file, &files),
                 Component::KubeApiserver => self.check_front_proxy(file),
+                Component::KubeControllerManager => self.check_root_ca(&apiserver, file),
                 _ => {}
             }
         }
@@ -479,6 +480,26 @@ impl Verifier<'_> {
                 );
             }
         }
+    }
+
+    /// Pods verify the apiserver with the `ca.crt` that the controller-manager's
+    /// `--root-ca-file` puts into every service-account token volume.
+    fn check_root_ca(&mut self, apiserver: &BTreeMap<String, String>, manager: &FlagFile) {
+        let (Some(serving), Some(root_ca)) =
+            (apiserver.get("tls-cert"), manager.refs.get("root-ca"))
+        else {
+            return;
+        };
+        let name = San::Dns("kubernetes.default.svc".into());
+        let (serving, root_ca) = (serving.clone(), root_ca.clone());
+        self.expect(
+            &serving,
+            &root_ca,
+            &Purpose::Server(&name),
+            "pods (service-account ca.crt)",
+            "the apiserver's --tls-cert-file",
+            "kube-controller-manager's --root-ca-file",
+        );
     }
 
     fn check_front_proxy(&mut self, apiserver: &FlagFile) {

@@ -231,37 +231,35 @@ fn ca_without_key_rejected() {
 }
 
 #[test]
-fn renewal_window_renews_leaves_and_keeps_cas() {
+fn plan_at_later_date_renews_leaves_and_keeps_cas() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     build(&out, &[]);
-    let before = snapshot(&out);
-    let text_with_window = fs::read_to_string(manifest()).unwrap().replace(
-        "key-algorithm = \"ecdsa-p256\"\n\n[ca",
-        "key-algorithm = \"ecdsa-p256\"\nrenew-before = \"400d\"\n\n[ca",
-    );
-    let edited = dir.path().join("pki.toml");
-    fs::write(&edited, text_with_window).unwrap();
+    let later = time::OffsetDateTime::now_utc() + time::Duration::days(340);
+    let at = later
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
 
-    let output = Command::new(env!("CARGO_BIN_EXE_pkic"))
-        .args([
-            "build",
-            "-m",
-            edited.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ])
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pkic"));
+    command
+        .args(["plan", "--at", &at, "-m"])
+        .arg(manifest())
+        .arg("-o")
+        .arg(&out);
+    let output = command
+        .env_remove("EXTRA_SAN")
+        .env_remove("SECOND_NODE")
         .output()
         .unwrap();
 
-    assert!(output.status.success(), "{}", text(&output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("renewed \"admin\""), "{stderr}");
-    assert!(stderr.contains("expires in 36"), "{stderr}");
-    let after = snapshot(&out);
-    assert_ne!(after["pki/admin.crt"], before["pki/admin.crt"]);
-    assert_eq!(after["pki/admin.key"], before["pki/admin.key"]);
-    assert_eq!(after["pki/server-ca.crt"], before["pki/server-ca.crt"]);
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output));
+    let runbook = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        runbook.contains("renew    cert:admin: expires in 25 days (renew-before 30d)"),
+        "{runbook}"
+    );
+    assert!(runbook.contains("keep     ca:server-ca"), "{runbook}");
+    assert!(runbook.contains("copy pki/admin.crt ->"), "{runbook}");
 }
 
 #[test]

@@ -118,6 +118,13 @@ impl Variables {
     }
 }
 
+/// True for characters that change how text displays or parses without being seen:
+/// control characters (newlines included), bidirectional overrides and zero-width ones.
+fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
 fn is_variable_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -151,6 +158,19 @@ fn expand_value(
     match value.get_mut() {
         DeValue::String(text) => match vars.expand(text, path) {
             Ok(expanded) => {
+                if let Some(bad) = expanded.chars().find(|c| is_invisible(*c)) {
+                    let message = format!(
+                        "the value contains the control or invisible character U+{:04X}",
+                        bad as u32
+                    );
+                    let help = "remove it: it would end up inside flag files, kubeconfigs or \
+                                certificate subjects";
+                    errors.push(
+                        Diagnostic::error(path, message)
+                            .with_help(help)
+                            .with_span(Some(span)),
+                    );
+                }
                 if expanded != *text {
                     *text = Cow::Owned(expanded);
                 }

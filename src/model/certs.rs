@@ -442,6 +442,7 @@ fn check_common_name_in_sans(checker: &mut Checker, cert: &Cert) {
 }
 
 fn check_role_rules(checker: &mut Checker, cert: &Cert, bindings: &[Binding]) {
+    check_role_usage(checker, cert);
     check_node_identity(checker, cert);
     check_common_name_in_sans(checker, cert);
     let path = &cert.origin;
@@ -521,18 +522,50 @@ fn check_role_rules(checker: &mut Checker, cert: &Cert, bindings: &[Binding]) {
                 )
                 .help = Some("remove `usage`: the role sets `both`".into());
         }
-        Some(Role::Apiserver) if !cert.usage.serves() => {
-            checker
-                .error(
-                    format!("{path}.usage"),
-                    "the apiserver certificate must allow server use",
-                )
-                .help = Some("remove `usage`: the role sets `server`".into());
-        }
         _ => {}
     }
     if cert.binding.is_some() && !matches!(cert.role, Some(Role::Admin)) {
         check_binding_reference(checker, cert, bindings);
+    }
+}
+
+/// Rejects a usage that drops what the role's component does with the certificate: a
+/// client role must allow client use, a serving role server use.
+fn check_role_usage(checker: &mut Checker, cert: &Cert) {
+    let Some(role) = cert.role else { return };
+    let needed = role.default_usage();
+    let missing = match needed {
+        Usage::Server => !cert.usage.serves(),
+        Usage::Client => !cert.usage.authenticates_client(),
+        Usage::Both => false,
+    };
+    if missing {
+        let (want, name) = if needed == Usage::Server {
+            ("server", "server")
+        } else {
+            ("client", "client")
+        };
+        checker
+            .error(
+                format!("{}.usage", cert.origin),
+                format!(
+                    "role `{}` presents this certificate as a {want}, but its usage does not \
+                     allow {name} use",
+                    role.name()
+                ),
+            )
+            .help = Some(format!(
+            "remove `usage`: the role sets `{}`",
+            usage_name(needed)
+        ));
+    }
+}
+
+fn usage_name(usage: Usage) -> &'static str {
+    match usage {
+        Usage::Server => "server",
+        Usage::Client => "client",
+        Usage::Both => "both",
     }
 }
 
@@ -752,17 +785,29 @@ fn check_kubeconfig(
         .server
         .clone()
         .unwrap_or_else(|| cluster.servers.first().cloned().unwrap_or_default());
-    if raw.server.is_some() && !server.starts_with("https://") {
-        checker.error(
-            format!("{path}.server"),
-            format!("server URL `{server}` does not start with `https://`"),
-        );
+    if raw.server.is_some()
+        && let Err(message) = super::server_host(&server)
+    {
+        checker.error(format!("{path}.server"), message).help =
+            Some("write `https://HOST:PORT`, with an IPv6 host in brackets".into());
     }
     let user_name = raw
         .user_name
         .clone()
         .or_else(|| user_cert.and_then(|c| c.subject.common_name.clone()))
         .unwrap_or_else(|| id.to_string());
+    if !is_plain_yaml_name(&user_name) {
+        checker
+            .error(
+                format!("{path}.user-name"),
+                format!("user name `{user_name}` cannot be written into a kubeconfig as it is"),
+            )
+            .help = Some(
+            "use letters, digits and `.`, `_`, `-`, `:`, `@`, `/`, starting with a letter or \
+             digit; set `user-name` when the client certificate's CN has other characters"
+                .into(),
+        );
+    }
     Kubeconfig {
         id: id.to_string(),
         origin: path.to_string(),
@@ -823,6 +868,17 @@ fn check_kubeconfig_user(
                 .into(),
         );
     }
+}
+
+/// True for a name that YAML reads back unchanged without quotes, as kubeconfigs hold it.
+fn is_plain_yaml_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@' | '/'))
+        && !name.ends_with(':')
 }
 
 /// A kubelet client certificate used by the kubeconfigs of two nodes makes them one node.

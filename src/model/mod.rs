@@ -4,7 +4,7 @@
 //! output path and reference here is already checked, per-node templates are expanded,
 //! and role defaults are filled in. All problems are collected and reported together.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -366,6 +366,11 @@ impl<'a> Checker<'a> {
                     Some("give a positive duration such as `365d`".into());
                 default
             }
+            Ok(d) if d > Duration::from_secs(100 * 365 * 86_400) => {
+                self.error(path, format!("duration `{text}` is longer than 100 years"))
+                    .help = Some("a CA is usually valid for 10y, a leaf for 1y".into());
+                default
+            }
             Ok(d) => d,
             Err(message) => {
                 self.error(path, message);
@@ -478,6 +483,7 @@ pub fn validate(
     let kubeconfigs =
         certs::check_kubeconfigs(&mut checker, &cluster, &nodes, &cas, &bundles, &certs);
 
+    check_renewal_window(&mut checker, &cas, &certs, renew_before);
     let mut model = Model {
         cluster,
         cas,
@@ -577,6 +583,7 @@ fn check_cluster(checker: &mut Checker) -> Cluster {
             }
         }
     }
+    check_service_ranges(checker, &service_cidrs);
     let dns_domain = raw
         .dns_domain
         .clone()
@@ -609,16 +616,88 @@ fn check_cluster(checker: &mut Checker) -> Cluster {
     }
 }
 
+/// Rejects a lifetime no longer than `renew-before`: every rebuild would renew it.
+fn check_renewal_window(checker: &mut Checker, cas: &[Ca], certs: &[Cert], renew_before: Duration) {
+    let lifetimes = cas
+        .iter()
+        .filter(|ca| ca.imported.is_none())
+        .map(|ca| (format!("ca.{}", ca.id), ca.validity))
+        .chain(certs.iter().map(|c| (c.origin.clone(), c.validity)));
+    let mut reported = BTreeSet::new();
+    for (origin, validity) in lifetimes {
+        if validity <= renew_before && reported.insert(origin.clone()) {
+            checker
+                .error(
+                    format!("{origin}.validity"),
+                    format!(
+                        "validity {} is not longer than defaults.renew-before {}, so every \
+                     build would renew it",
+                        values::format_duration(validity),
+                        values::format_duration(renew_before)
+                    ),
+                )
+                .help = Some("lengthen `validity`, or shorten `defaults.renew-before`".into());
+        }
+    }
+}
+
+/// Returns the network address plus one, which Kubernetes gives the `kubernetes` Service.
 fn first_host(net: IpNet) -> Option<IpAddr> {
-    net.hosts().next()
+    match net {
+        IpNet::V4(v4) if v4.prefix_len() < 31 => {
+            Some(IpAddr::V4((u32::from(v4.network()) + 1).into()))
+        }
+        IpNet::V6(v6) if v6.prefix_len() < 127 => {
+            Some(IpAddr::V6((u128::from(v6.network()) + 1).into()))
+        }
+        _ => None,
+    }
+}
+
+/// Checks a service range's size and the dual-stack pairing as kube-apiserver does: an
+/// IPv4 range at most /12, an IPv6 range at most /108, and two ranges only as one of each.
+fn check_service_ranges(checker: &mut Checker, ranges: &[IpNet]) {
+    for net in ranges {
+        let (limit, family) = match net {
+            IpNet::V4(_) => (12, "IPv4"),
+            IpNet::V6(_) => (108, "IPv6"),
+        };
+        if net.prefix_len() < limit {
+            checker.error(
+                "cluster.service-cidr",
+                format!("service range `{net}` is too large: kube-apiserver takes an {family} range of /{limit} or smaller"),
+            )
+            .help = Some(format!("use a prefix length of {limit} or more"));
+        }
+    }
+    let v4 = ranges.iter().filter(|n| matches!(n, IpNet::V4(_))).count();
+    let v6 = ranges.len() - v4;
+    if ranges.len() > 2 || v4 > 1 || v6 > 1 {
+        checker
+            .error(
+                "cluster.service-cidr",
+                "a dual-stack service range is one IPv4 and one IPv6 range",
+            )
+            .help =
+            Some("write one range, or an IPv4 and an IPv6 range separated by a comma".into());
+    }
 }
 
 /// Returns the host of an `https://host:port` URL as a SAN.
-fn server_host(url: &str) -> Result<San, String> {
+pub(crate) fn server_host(url: &str) -> Result<San, String> {
     let rest = url
         .strip_prefix("https://")
         .ok_or_else(|| format!("API server URL `{url}` does not start with `https://`"))?;
+    if url.chars().any(char::is_whitespace) {
+        return Err(format!("API server URL `{url}` contains white space"));
+    }
     let authority = rest.split('/').next().unwrap_or("");
+    if authority.contains('@') {
+        return Err(format!(
+            "API server URL `{url}` carries a user name; kubeconfigs take credentials from \
+             the user entry"
+        ));
+    }
     let host = if let Some(bracketed) = authority.strip_prefix('[') {
         bracketed.split(']').next().unwrap_or("")
     } else {

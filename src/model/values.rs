@@ -155,8 +155,14 @@ impl San {
         if looks_like_ipv6(text) {
             return Err(format!("invalid IPv6 address `{text}`"));
         }
-        if text.contains(':') {
+        if text.contains("://") || text.starts_with("urn:") {
             return check_uri(text).map(|()| San::Uri(text.to_string()));
+        }
+        if text.contains(':') {
+            return Err(format!(
+                "`{text}` is neither an IP address, a DNS name nor a URI: a port, zone or \
+                 `name:value` has no place in a SAN, and a URI SAN needs `scheme://`"
+            ));
         }
         check_dns_name(text, true).map(|()| San::Dns(text.to_string()))
     }
@@ -213,6 +219,14 @@ pub fn check_dns_name(text: &str, allow_wildcard: bool) -> Result<(), String> {
         ));
     }
     let labels: Vec<&str> = name.split('.').collect();
+    let numeric = |label: &&str| label.chars().all(|c| c.is_ascii_digit());
+    let all_numeric = labels.iter().all(numeric);
+    if labels.len() > 1 && labels.last().is_some_and(numeric) && !all_numeric {
+        return Err(format!(
+            "invalid DNS name `{text}`: its last label is all digits, which TLS libraries \
+             reject"
+        ));
+    }
     if labels.iter().all(|l| l.chars().all(|c| c.is_ascii_digit())) {
         return Err(format!(
             "invalid IP address `{text}`: it has the shape of an IPv4 address \
@@ -264,6 +278,19 @@ pub fn check_relative_path(text: &str) -> Result<PathBuf, String> {
     }
     if clean.as_os_str().is_empty() {
         return Err(format!("path `{text}` names no file"));
+    }
+    let first = clean
+        .components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned());
+    if first
+        .as_deref()
+        .is_some_and(|f| f.starts_with(".pkic") || f == ".backup")
+    {
+        return Err(format!(
+            "path `{text}` is inside pkic's own state (`.backup/` and `.pkic*` in the output \
+             directory)"
+        ));
     }
     Ok(clean)
 }
