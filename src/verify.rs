@@ -242,14 +242,19 @@ impl Verifier<'_> {
 
     fn chain_findings(&self, cert: &Cert) -> Vec<Finding> {
         let root = self.chain_of(&cert.id).last().cloned().unwrap_or_default();
+        // A wildcard SAN is checked with a name it covers, since that is what clients dial.
+        let names: Vec<San> = cert
+            .sans
+            .iter()
+            .filter_map(|san| match san {
+                San::Uri(_) => None,
+                San::Dns(name) => Some(San::Dns(name.replacen("*.", "wildcard-check.", 1))),
+                San::Ip(_) => Some(san.clone()),
+            })
+            .collect();
         let mut purposes = Vec::new();
         if cert.usage.serves() {
-            purposes.extend(
-                cert.sans
-                    .iter()
-                    .filter(|s| !matches!(s, San::Uri(_)))
-                    .map(Purpose::Server),
-            );
+            purposes.extend(names.iter().map(Purpose::Server));
         }
         if cert.usage.authenticates_client() {
             purposes.push(Purpose::Client);
