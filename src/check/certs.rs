@@ -214,11 +214,12 @@ impl Rules<'_> {
             return;
         }
         let issues = self.ctx.inventory.is_signer_file(self.label)
-            || self.ctx.store.unique_certs().iter().any(|(_, other)| {
-                other.der != self.cert.der
-                    && other.issuer_der == self.cert.subject_der
-                    && other.is_signed_by(self.cert)
-            });
+            || self.ctx.store.is_issuer_name(&self.cert.subject_der)
+                && self.ctx.store.unique_certs().iter().any(|(_, other)| {
+                    other.der != self.cert.der
+                        && other.issuer_der == self.cert.subject_der
+                        && other.is_signed_by(self.cert)
+                });
         if issues && self.cert.basic_ca != Some(true) {
             self.push(
                 findings::CA_NOT_MARKED_CA,

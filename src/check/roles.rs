@@ -88,7 +88,7 @@ fn apiserver(ctx: &Context, usage: &CertUse, cert: &CertInfo, found: &mut Vec<Fi
         ));
     }
     for net in &facts.service_cidrs.value {
-        let Some(ip) = net.hosts().next() else {
+        let Some(ip) = crate::model::first_service_ip(*net) else {
             continue;
         };
         if !covers(&cert.sans, &ip.to_string()) {

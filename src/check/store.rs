@@ -43,6 +43,11 @@ pub struct Store {
     pub key_files: BTreeMap<String, KeyFile>,
     /// Public key sets of `--service-account-key-file` values.
     pub public_keys: BTreeMap<String, Result<Vec<PublicKeyInfo>, String>>,
+    /// Where the CA certificates are (file label, position in the file), computed on
+    /// first use, after the tree is loaded, so rules over thousands of leaves stay linear.
+    ca_positions: std::sync::OnceLock<Vec<(String, usize)>>,
+    /// Issuer names that some certificate of the tree carries.
+    issuer_names: std::sync::OnceLock<std::collections::HashSet<Vec<u8>>>,
 }
 
 impl Store {
@@ -154,12 +159,11 @@ impl Store {
 
     /// Returns each distinct certificate with the preferred file that contains it.
     pub fn unique_certs(&self) -> Vec<(&str, &CertInfo)> {
-        let mut seen: Vec<&[u8]> = Vec::new();
+        let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
         let mut out = Vec::new();
         for (label, file) in self.preferred_files() {
             for cert in &file.certs {
-                if !seen.contains(&cert.der.as_slice()) {
-                    seen.push(&cert.der);
+                if seen.insert(cert.der.as_slice()) {
                     out.push((label.as_str(), cert));
                 }
             }
@@ -169,10 +173,37 @@ impl Store {
 
     /// Returns every distinct CA certificate of the tree with its file.
     pub fn cas(&self) -> Vec<(&str, &CertInfo)> {
-        self.unique_certs()
-            .into_iter()
-            .filter(|(_, c)| c.is_ca())
+        let positions = self.ca_positions.get_or_init(|| {
+            self.unique_certs()
+                .into_iter()
+                .filter(|(_, c)| c.is_ca())
+                .filter_map(|(label, cert)| {
+                    let file = self.cert_files.get(label)?;
+                    let index = file.certs.iter().position(|c| c.der == cert.der)?;
+                    Some((label.to_string(), index))
+                })
+                .collect()
+        });
+        positions
+            .iter()
+            .filter_map(|(label, index)| {
+                let (label, file) = self.cert_files.get_key_value(label)?;
+                Some((label.as_str(), file.certs.get(*index)?))
+            })
             .collect()
+    }
+
+    /// True when some certificate of the tree names `subject` as its issuer.
+    pub fn is_issuer_name(&self, subject: &[u8]) -> bool {
+        self.issuer_names
+            .get_or_init(|| {
+                self.cert_files
+                    .values()
+                    .flat_map(|f| f.certs.iter())
+                    .map(|c| c.issuer_der.clone())
+                    .collect()
+            })
+            .contains(subject)
     }
 }
 

@@ -559,7 +559,7 @@ fn check_cluster(checker: &mut Checker) -> Cluster {
         match part.parse::<IpNet>() {
             Ok(net) if net.network() == net.addr() => {
                 service_cidrs.push(net);
-                match first_host(net) {
+                match first_service_ip(net) {
                     Some(ip) => service_ips.push(ip),
                     None => {
                         checker.error(
@@ -642,7 +642,7 @@ fn check_renewal_window(checker: &mut Checker, cas: &[Ca], certs: &[Cert], renew
 }
 
 /// Returns the network address plus one, which Kubernetes gives the `kubernetes` Service.
-fn first_host(net: IpNet) -> Option<IpAddr> {
+pub fn first_service_ip(net: IpNet) -> Option<IpAddr> {
     match net {
         IpNet::V4(v4) if v4.prefix_len() < 31 => {
             Some(IpAddr::V4((u32::from(v4.network()) + 1).into()))
