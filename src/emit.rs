@@ -245,9 +245,12 @@ fn remove_stale_staging(out: &Path) {
 }
 
 fn stage(staging: &Path, files: &[OutFile]) -> Result<(), EmitError> {
+    let mut created = HashSet::new();
     for file in files {
         let path = staging.join(&file.relative);
-        if let Some(parent) = path.parent() {
+        if let Some(parent) = path.parent()
+            && created.insert(parent.to_path_buf())
+        {
             create_private_dir(parent)?;
         }
         let mut handle = OpenOptions::new()
@@ -276,10 +279,13 @@ fn commit(
     files: &[OutFile],
 ) -> Result<usize, EmitError> {
     let mut replaced = 0;
+    let mut created = HashSet::new();
     for file in files {
         let target = out.join(&file.relative);
         check_no_symlink(out, &target)?;
-        if let Some(parent) = target.parent() {
+        if let Some(parent) = target.parent()
+            && created.insert(parent.to_path_buf())
+        {
             create_private_dir(parent)?;
         }
         if target.exists() {
