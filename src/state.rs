@@ -204,6 +204,19 @@ impl Reader<'_> {
             .map_err(|message| Diagnostic::error(path.clone(), message))?;
         let (der, key_pem) = match (found.cert, found.key) {
             (None, None) => return Ok(Decision::new(Action::Create, "not on disk")),
+            (None, Some(_)) if self.out.join(&ca.cert_file.relative).exists() => {
+                return Err(Diagnostic::error(
+                    path,
+                    format!(
+                        "CA `{id}`: {} is not a readable certificate; pkic never replaces a \
+                         CA implicitly",
+                        ca.cert_file.relative.display()
+                    ),
+                )
+                .with_help(
+                    "restore the certificate from a backup in the output directory's .backup/",
+                ));
+            }
             (None, Some(_)) => {
                 // A key without its certificate was never trusted by anything: an
                 // interrupted first build leaves this, since the key is written first.

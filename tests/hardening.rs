@@ -218,3 +218,29 @@ fn symlinked_output_directory_refused() {
         "keys were written through the link"
     );
 }
+
+#[test]
+fn corrupt_ca_certificate_never_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = small_manifest();
+    assert!(
+        run(dir.path(), &["build", "-o", "out"], &manifest)
+            .status
+            .success()
+    );
+    let key_before = fs::read(dir.path().join("out/pki/server-ca.key")).unwrap();
+    fs::write(
+        dir.path().join("out/pki/server-ca.crt"),
+        "-----BEGIN CERTIFICATE-----\ntrunc",
+    )
+    .unwrap();
+
+    let output = run(dir.path(), &["build", "-o", "out"], &manifest);
+
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("is not a readable certificate"));
+    assert_eq!(
+        fs::read(dir.path().join("out/pki/server-ca.key")).unwrap(),
+        key_before
+    );
+}
