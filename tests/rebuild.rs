@@ -235,7 +235,8 @@ fn plan_at_later_date_renews_leaves_and_keeps_cas() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     build(&out, &[]);
-    let later = time::OffsetDateTime::now_utc() + time::Duration::days(340);
+    let later =
+        time::OffsetDateTime::now_utc() + time::Duration::days(340) - time::Duration::hours(1);
     let at = later
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
