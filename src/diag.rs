@@ -8,7 +8,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-/// How bad a diagnostic is: an error stops the build, a warning does not.
+/// Severity of a diagnostic: an error stops the build, a warning does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
     Error,

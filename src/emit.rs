@@ -75,7 +75,7 @@ pub fn create_private_dir(dir: &Path) -> Result<(), EmitError> {
         .map_err(error("creating directory", dir))
 }
 
-/// What a write changed.
+/// Changes made by one write.
 #[derive(Debug, Default)]
 pub struct Written {
     /// Files created or replaced, in write order.

@@ -246,7 +246,7 @@ fn sans(cert: &X509Certificate) -> String {
 }
 
 fn file_list(model: &Model, files: &[OutFile]) -> String {
-    let installs = install_paths(model);
+    let installs = model.install_paths();
     let mut text = String::new();
     let mut files: Vec<&OutFile> = files.iter().collect();
     files.sort_by(|a, b| a.relative.cmp(&b.relative));
@@ -256,27 +256,6 @@ fn file_list(model: &Model, files: &[OutFile]) -> String {
         let _ = writeln!(text, "{:04o} {relative} -> {install}", file.mode());
     }
     text
-}
-
-fn install_paths(model: &Model) -> BTreeMap<String, String> {
-    let mut files: Vec<&OutputFile> = Vec::new();
-    for ca in &model.cas {
-        files.extend([&ca.cert_file, &ca.key_file]);
-    }
-    for cert in &model.certs {
-        files.extend([&cert.cert_file, &cert.key_file]);
-    }
-    for account in &model.service_accounts {
-        files.extend([&account.key_file, &account.public_key_file]);
-    }
-    files.extend(model.bundles.iter().map(|b| &b.file));
-    files.extend(model.kubeconfigs.iter().map(|k| &k.file));
-    files.extend(model.flag_files.iter().map(|f| &f.file));
-    files.extend(model.bindings.iter().map(|b| &b.file));
-    files
-        .into_iter()
-        .map(|f| (f.relative.display().to_string(), f.install.clone()))
-        .collect()
 }
 
 /// Reads every file under `dir` as relative path to text.

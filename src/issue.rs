@@ -374,9 +374,9 @@ fn base_params(
     Ok(params)
 }
 
-/// Returns 16 random bytes as a positive serial: the top bit is cleared so the DER
-/// INTEGER is never negative (Go 1.23 rejects those), and the next bit is set so the
-/// encoding needs no leading zero byte and keeps 126 random bits.
+/// Returns 16 random bytes as a positive serial. The top bit is cleared, so the DER
+/// INTEGER is never negative (Go 1.23 rejects negative serials). The next bit is set, so
+/// the encoding needs no leading zero byte and keeps 126 random bits.
 fn random_serial() -> Result<SerialNumber, aws_lc_rs::error::Unspecified> {
     let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes)?;

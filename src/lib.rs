@@ -38,14 +38,14 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// A line per artefact, shown at normal verbosity.
+    /// Prints a line per artefact, at normal verbosity.
     pub fn progress(&self, line: &str) {
         if self.verbosity >= Verbosity::Normal {
             eprintln!("{line}");
         }
     }
 
-    /// A line shown only with `-v`.
+    /// Prints a line only with `-v`.
     pub fn detail(&self, line: &str) {
         if self.verbosity >= Verbosity::Verbose {
             eprintln!("{line}");
@@ -59,7 +59,7 @@ impl Reporter {
         }
     }
 
-    /// The closing line of a run, shown unless `-q`.
+    /// Prints the closing line of a run, unless `-q`.
     pub fn summary(&self, line: &str) {
         if self.verbosity >= Verbosity::Normal {
             eprintln!("{line}");

@@ -1,7 +1,7 @@
 //! Manifest stage: reads `pki.toml` into raw serde types that mirror the TOML.
 //!
 //! This stage owns TOML syntax, `${NAME}` variable expansion, unknown keys and value
-//! types. It knows nothing about certificates: the `model` stage checks meanings.
+//! types. It does not interpret certificates: the `model` stage checks meanings.
 //! Every error carries a field path and a byte span so that it can be shown with
 //! file, line and column.
 //!

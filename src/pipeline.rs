@@ -19,7 +19,7 @@ use crate::state::{self, Action, Plan, Renewal};
 use crate::verify::{self, Finding, Verified};
 use crate::{Reporter, golden};
 
-/// Why a run failed; each maps to one exit code.
+/// Cause of a failed run, each mapped to one exit code.
 #[derive(Debug)]
 pub enum Failure {
     /// The manifest or the command line is invalid (exit 2).
@@ -187,7 +187,7 @@ fn report_decisions(loaded: &Loaded, plan: &Plan, reporter: &Reporter) {
 }
 
 /// Issues, renders and verifies a loaded manifest without writing anything; `plan`
-/// says which keys and certificates to keep.
+/// decides which keys and certificates to keep.
 pub fn compile(
     loaded: &Loaded,
     plan: &Plan,

@@ -65,10 +65,10 @@ pub struct Rendered {
     pub secret: bool,
 }
 
-/// How a kubeconfig refers to its certificates.
+/// Form in which a kubeconfig refers to its certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KubeconfigMode {
-    /// As the manifest says: embedded data or install paths.
+    /// As the manifest declares: embedded data or install paths.
     AsDeclared,
     /// Always install paths, for golden files and review.
     PathsOnly,

@@ -55,7 +55,7 @@ impl Rollout {
 
 /// Computes the rollout of writing `files` (a compiled build) under `out`.
 pub fn rollout(model: &Model, plan: &Plan, out: &Path, files: &[OutFile]) -> Rollout {
-    let installs = install_paths(model);
+    let installs = model.install_paths();
     let changed: Vec<&OutFile> = emit::changed_files(out, files);
     let objects = plan
         .decisions
@@ -105,30 +105,6 @@ pub fn rollout(model: &Model, plan: &Plan, out: &Path, files: &[OutFile]) -> Rol
         restarts,
         steps,
     }
-}
-
-fn install_paths(model: &Model) -> BTreeMap<String, String> {
-    let mut paths = BTreeMap::new();
-    let mut add = |file: &crate::model::OutputFile| {
-        paths.insert(file.relative.display().to_string(), file.install.clone());
-    };
-    for ca in &model.cas {
-        add(&ca.cert_file);
-        add(&ca.key_file);
-    }
-    for cert in &model.certs {
-        add(&cert.cert_file);
-        add(&cert.key_file);
-    }
-    for account in &model.service_accounts {
-        add(&account.key_file);
-        add(&account.public_key_file);
-    }
-    model.bundles.iter().for_each(|b| add(&b.file));
-    model.kubeconfigs.iter().for_each(|k| add(&k.file));
-    model.flag_files.iter().for_each(|f| add(&f.file));
-    model.bindings.iter().for_each(|b| add(&b.file));
-    paths
 }
 
 /// Returns the key files of reissued certificates whose key did not change in the output:
@@ -249,10 +225,10 @@ fn host_of(model: &Model, relative: &Path) -> String {
     }
 }
 
-/// A component restarts when its flag file changed, or when the flag file points at a
+/// Returns the components to restart: those whose flag file changed, or points at a
 /// changed file (directly or through a kubeconfig that changed).
 fn restarts(model: &Model, changed: &[&OutFile], out: &Path, files: &[OutFile]) -> Vec<Restart> {
-    let installs = install_paths(model);
+    let installs = model.install_paths();
     let changed_installs: BTreeSet<&str> = changed
         .iter()
         .filter_map(|f| {

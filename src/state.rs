@@ -22,7 +22,7 @@ use crate::model::{KeyAlgorithm, Model, San, Subject, Usage, values::format_dura
 use crate::x509::{algorithm_of_spki, found_subject, key_algorithm_of, public_key_of_pem};
 pub use crate::x509::{found_sans, key_matches};
 
-/// What a build does with one key or certificate.
+/// Action of a build on one key or certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
@@ -172,8 +172,8 @@ impl Reader<'_> {
         let ca = model.ca(id).expect("graph holds only declared CAs");
         let path = format!("ca.{id}");
         if let Some(imported) = &ca.imported {
-            // The output's copy shows which CA the tree was built with; another imported
-            // certificate there means a new CA, which the plan must say.
+            // The output's copy is the CA the tree was built with. A different imported
+            // certificate is a new CA, and the plan reports it as one.
             let copy = read_text(&self.out.join(&ca.cert_file.relative))
                 .ok()
                 .flatten()
@@ -465,10 +465,10 @@ fn read_text(path: &Path) -> Result<Option<String>, String> {
     }
 }
 
-/// True when `issuer` signed `cert`. A CA key never changes without the CA's decision
-/// changing, so matching names and key identifiers (the leaf's authority key identifier
-/// equal to the CA's subject key identifier) identify the signer without a signature
-/// check; without key identifiers the signature is verified.
+/// True when `issuer` signed `cert`. A CA key never changes unless the CA's decision
+/// changes too, so matching names and key identifiers (the leaf's authority key
+/// identifier equal to the CA's subject key identifier) identify the signer without a
+/// signature check. Without key identifiers, the signature is verified.
 fn issued_by(cert: &X509Certificate, issuer: &X509Certificate) -> bool {
     if cert.issuer().as_raw() != issuer.subject().as_raw() {
         return false;

@@ -46,7 +46,7 @@ impl Finding {
     }
 }
 
-/// What one side of a connection requires of the other side's certificate.
+/// Requirement of one side of a connection on the other side's certificate.
 enum Purpose<'a> {
     Server(&'a San),
     Client,

@@ -22,7 +22,7 @@ pub fn key_matches(key_pem: &str, cert: &X509Certificate) -> bool {
 }
 
 /// Returns the subjectPublicKey bits that a PEM private key implies, when the key's
-/// encoding holds them: the RSAPublicKey of an RSA key, the point of an EC key.
+/// encoding contains them: the RSAPublicKey of an RSA key, the point of an EC key.
 pub fn public_key_of_pem(key_pem: &str) -> Option<Vec<u8>> {
     let block = pem::parse(key_pem).ok()?;
     let der = block.contents();

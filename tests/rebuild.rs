@@ -231,7 +231,7 @@ fn ca_without_key_rejected() {
 }
 
 #[test]
-fn plan_at_later_date_renews_leaves_and_keeps_cas() {
+fn plan_at_later_date_renews() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     build(&out, &[]);

@@ -43,7 +43,7 @@ pub struct Store {
     pub key_files: BTreeMap<String, KeyFile>,
     /// Public key sets of `--service-account-key-file` values.
     pub public_keys: BTreeMap<String, Result<Vec<PublicKeyInfo>, String>>,
-    /// Where the CA certificates are (file label, position in the file), computed on
+    /// Positions of the CA certificates (file label, position in the file), computed on
     /// first use, after the tree is loaded, so rules over thousands of leaves stay linear.
     ca_positions: std::sync::OnceLock<Vec<(String, usize)>>,
     /// Issuer names that some certificate of the tree carries.

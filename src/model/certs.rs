@@ -569,7 +569,7 @@ fn usage_name(usage: Usage) -> &'static str {
     }
 }
 
-/// An admin needs O=system:masters, or a group that a declared binding grants rights to.
+/// Checks that an admin has O=system:masters, or a group that a declared binding grants rights to.
 fn check_admin_groups(checker: &mut Checker, cert: &Cert, bindings: &[Binding]) {
     let path = &cert.origin;
     let orgs = &cert.subject.organizations;
@@ -695,7 +695,7 @@ pub(super) fn check_kubeconfigs(
 }
 
 /// Resolves a reference from a per-node object: the same node's instance of a per-node
-/// template first, then a top-level object. `exists` says whether an id is declared.
+/// template first, then a top-level object. `exists` returns whether an id is declared.
 pub(super) fn resolve_scoped(
     name: &str,
     node: Option<&Node>,
@@ -881,7 +881,7 @@ fn is_plain_yaml_name(name: &str) -> bool {
         && !name.ends_with(':')
 }
 
-/// A kubelet client certificate used by the kubeconfigs of two nodes makes them one node.
+/// Rejects one kubelet client certificate in the kubeconfigs of two nodes, which makes them one node.
 fn check_shared_users(checker: &mut Checker, kubeconfigs: &[Kubeconfig], certs: &[Cert]) {
     let mut first: HashMap<&str, &Kubeconfig> = HashMap::new();
     for kubeconfig in kubeconfigs.iter().filter(|k| k.node.is_some()) {

@@ -120,7 +120,7 @@ impl<'m> Slots<'m, '_, '_> {
         }
     }
 
-    /// A signer flag takes exactly the one CA certificate whose key signs, never a bundle.
+    /// Resolves a signer flag, which takes exactly the one CA certificate whose key signs, never a bundle.
     fn signer(&mut self, slot: &str, flag: &str, name: &str) -> Option<&'m Ca> {
         if self.model.bundle(name).is_some() {
             self.checker

@@ -13,7 +13,7 @@ use super::{Checker, ImportedCa, KeyAlgorithm, Subject};
 use crate::manifest::RawCa;
 use crate::x509::{algorithm_of_spki, found_subject, key_matches};
 
-/// What the model needs to know of an imported CA.
+/// Facts of an imported CA that the model uses.
 pub(super) struct Found {
     pub ca: ImportedCa,
     pub subject: Subject,

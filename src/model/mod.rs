@@ -269,7 +269,30 @@ impl Model {
         self.index.nodes.get(name).map(|&i| &self.nodes[i])
     }
 
-    /// Returns the file that holds the trust anchors of a CA or bundle id.
+    /// Returns the install path of every output file, by its path under the output
+    /// directory.
+    pub fn install_paths(&self) -> BTreeMap<String, String> {
+        let mut files: Vec<&OutputFile> = Vec::new();
+        for ca in &self.cas {
+            files.extend([&ca.cert_file, &ca.key_file]);
+        }
+        for cert in &self.certs {
+            files.extend([&cert.cert_file, &cert.key_file]);
+        }
+        for account in &self.service_accounts {
+            files.extend([&account.key_file, &account.public_key_file]);
+        }
+        files.extend(self.bundles.iter().map(|b| &b.file));
+        files.extend(self.kubeconfigs.iter().map(|k| &k.file));
+        files.extend(self.flag_files.iter().map(|f| &f.file));
+        files.extend(self.bindings.iter().map(|b| &b.file));
+        files
+            .into_iter()
+            .map(|f| (f.relative.display().to_string(), f.install.clone()))
+            .collect()
+    }
+
+    /// Returns the file that contains the trust anchors of a CA or bundle id.
     pub fn trust_file(&self, id: &str) -> Option<&OutputFile> {
         self.ca(id)
             .map(|c| &c.cert_file)

@@ -3,7 +3,7 @@
 
 use super::Usage;
 
-/// What a leaf certificate is for. A role fills in defaults and adds role-specific checks.
+/// Purpose of a leaf certificate. A role fills in defaults and adds role-specific checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Apiserver,
