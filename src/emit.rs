@@ -106,28 +106,38 @@ pub fn changed_files<'f>(out: &Path, files: &'f [OutFile]) -> Vec<&'f OutFile> {
 const OUTPUT_LIST: &str = ".pkic-outputs";
 
 /// Returns the files that an earlier build wrote under `out` and that `files` no
-/// longer includes, such as those of a removed node.
-pub fn stale_files(out: &Path, files: &[OutFile]) -> Vec<PathBuf> {
-    let Ok(list) = fs::read_to_string(out.join(OUTPUT_LIST)) else {
-        return Vec::new();
-    };
+/// longer includes, such as those of a removed node. `reserved` names files that only
+/// pkic writes, such as a rotation's staged key: they are stale whenever they exist
+/// and `files` lacks them, even when a killed build already dropped them from the list.
+pub fn stale_files(out: &Path, files: &[OutFile], reserved: &[PathBuf]) -> Vec<PathBuf> {
+    let list = fs::read_to_string(out.join(OUTPUT_LIST)).unwrap_or_default();
     let current: HashSet<&Path> = files.iter().map(|f| f.relative.as_path()).collect();
-    list.lines()
+    let mut stale: Vec<PathBuf> = list
+        .lines()
         .filter_map(|line| crate::model::values::check_relative_path(line).ok())
+        .chain(reserved.iter().cloned())
         .filter(|p| !current.contains(p.as_path()))
         .filter(|p| out.join(p).is_file())
-        .collect()
+        .collect();
+    let mut seen = HashSet::new();
+    stale.retain(|p| seen.insert(p.clone()));
+    stale
 }
 
 /// Writes the changed `files` under `out` through a staging directory, backing up each
 /// file it replaces and moving stale files of an earlier build into the backup.
 /// `stamp` names the backup directory.
-pub fn write_all(out: &Path, files: &[OutFile], stamp: &str) -> Result<Written, EmitError> {
+pub fn write_all(
+    out: &Path,
+    files: &[OutFile],
+    reserved: &[PathBuf],
+    stamp: &str,
+) -> Result<Written, EmitError> {
     create_private_dir(out)?;
     let _lock = lock(out)?;
     remove_stale_staging(out);
     let changed: Vec<OutFile> = changed_files(out, files).into_iter().cloned().collect();
-    let stale = stale_files(out, files);
+    let stale = stale_files(out, files, reserved);
     let mut written = Written {
         unchanged: files.len() - changed.len(),
         ..Written::default()
@@ -325,7 +335,7 @@ mod tests {
                 secret: false,
             },
         ];
-        write_all(dir.path(), &files, "t1").unwrap();
+        write_all(dir.path(), &files, &[], "t1").unwrap();
         let mode = |p: &str| {
             fs::metadata(dir.path().join(p))
                 .unwrap()
@@ -355,8 +365,8 @@ mod tests {
             contents: b"c".to_vec(),
             secret: false,
         }];
-        write_all(dir.path(), &files, "t1").unwrap();
-        let written = write_all(dir.path(), &files, "t2").unwrap();
+        write_all(dir.path(), &files, &[], "t1").unwrap();
+        let written = write_all(dir.path(), &files, &[], "t2").unwrap();
         assert!(written.changed.is_empty());
         assert_eq!(written.unchanged, 1);
         assert!(written.backup.is_none());
@@ -375,8 +385,8 @@ mod tests {
             contents: b"new".to_vec(),
             secret: false,
         }];
-        write_all(dir.path(), &old, "t1").unwrap();
-        let written = write_all(dir.path(), &new, "t2").unwrap();
+        write_all(dir.path(), &old, &[], "t1").unwrap();
+        let written = write_all(dir.path(), &new, &[], "t2").unwrap();
         let backup = written.backup.expect("a file was replaced");
         assert_eq!(fs::read(backup.join("pki/a.crt")).unwrap(), b"old");
         assert_eq!(fs::read(dir.path().join("pki/a.crt")).unwrap(), b"new");

@@ -66,6 +66,8 @@ pub struct IssuedCert {
 pub struct IssuedKeyPair {
     pub key: PrivateKey,
     pub public_pem: String,
+    /// The public-key file: `public_pem`, and during a rotation the other key's too.
+    pub published_pem: String,
 }
 
 /// Everything the issue stage made, by object id.
@@ -74,6 +76,12 @@ pub struct Issued {
     pub cas: BTreeMap<String, IssuedCert>,
     pub certs: BTreeMap<String, IssuedCert>,
     pub service_accounts: BTreeMap<String, IssuedKeyPair>,
+    /// The new CAs that a rotation in stage `add-new` stages, by CA id.
+    pub staged_cas: BTreeMap<String, IssuedCert>,
+    /// The new service-account keys that stage `add-new` stages, by id.
+    pub staged_keys: BTreeMap<String, PrivateKey>,
+    /// The trust files of CAs in rotation: every trusted certificate, current first.
+    pub ca_trust: BTreeMap<String, String>,
 }
 
 /// A CA ready to sign.
@@ -102,6 +110,26 @@ pub fn issue_all(
                 issue_ca(ca, key, parent, model, now)?
             }
         };
+        let rotation = plan.rotations.get(&format!("ca:{id}"));
+        if let Some(staged) = rotation.and_then(|r| r.staged.as_ref()) {
+            let new = match (&staged.keep_cert, &staged.reuse_key) {
+                (Some(der), Some(key)) => kept_cert(der, key, ca.key.algorithm),
+                _ => {
+                    let parent = signers.get(ca.issuer.as_deref().unwrap_or(""));
+                    issue_ca(ca, None, parent, model, now)?.1
+                }
+            };
+            issued
+                .ca_trust
+                .insert(id.to_string(), format!("{}{}", cert.pem, new.pem));
+            issued.staged_cas.insert(id.to_string(), new);
+        } else if let Some(rotation) = rotation.filter(|r| r.stage.trusts_both()) {
+            let mut trust = cert.pem.clone();
+            for der in &rotation.retired_certs {
+                trust.push_str(&pem_text("CERTIFICATE", der.clone()));
+            }
+            issued.ca_trust.insert(id.to_string(), trust);
+        }
         signers.insert(id.to_string(), signer);
         issued.cas.insert(id.to_string(), cert);
     }
@@ -139,7 +167,8 @@ pub fn issue_all(
         issued.certs.insert(id, cert);
     }
 
-    let accounts: Vec<Result<(String, IssuedKeyPair), IssueError>> = model
+    type Account = (String, IssuedKeyPair, Option<PrivateKey>);
+    let accounts: Vec<Result<Account, IssueError>> = model
         .service_accounts
         .par_iter()
         .map(|account| {
@@ -153,11 +182,36 @@ pub fn issue_all(
                 algorithm: account.key.algorithm,
                 pem,
             };
-            Ok((account.id.clone(), IssuedKeyPair { key, public_pem }))
+            let mut published_pem = public_pem.clone();
+            let mut staged_key = None;
+            let rotation = plan
+                .rotations
+                .get(&format!("service-account:{}", account.id));
+            if let Some(staged) = rotation.and_then(|r| r.staged.as_ref()) {
+                let (new, new_pem) = obtain_key(&object, staged.reuse_key.as_deref(), account.key)?;
+                published_pem.push_str(&new.public_key_pem());
+                staged_key = Some(PrivateKey {
+                    algorithm: account.key.algorithm,
+                    pem: new_pem,
+                });
+            } else if let Some(rotation) = rotation.filter(|r| r.stage.trusts_both()) {
+                for info in &rotation.retired_keys {
+                    published_pem.push_str(&pem_text("PUBLIC KEY", info.clone()));
+                }
+            }
+            let pair = IssuedKeyPair {
+                key,
+                public_pem,
+                published_pem,
+            };
+            Ok((account.id.clone(), pair, staged_key))
         })
         .collect();
     for account in accounts {
-        let (id, pair) = account?;
+        let (id, pair, staged_key) = account?;
+        if let Some(staged_key) = staged_key {
+            issued.staged_keys.insert(id.clone(), staged_key);
+        }
         issued.service_accounts.insert(id, pair);
     }
     Ok(issued)

@@ -122,6 +122,18 @@ pub struct RawCa {
     pub key_format: Option<String>,
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
+    /// Stage of a declared rotation to a new CA key.
+    pub rotation: Option<RawRotation>,
+}
+
+/// A staged rotation of a CA or service-account key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRotation {
+    /// `add-new`, `use-new` or `drop-old`.
+    pub stage: String,
+    /// Shortest time between the first `use-new` build and `drop-old`.
+    pub overlap: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,6 +170,8 @@ pub struct RawServiceAccount {
     pub key_format: Option<String>,
     pub key_file: Option<String>,
     pub public_key_file: Option<String>,
+    /// Stage of a declared rotation to a new signing key.
+    pub rotation: Option<RawRotation>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -15,7 +15,7 @@ use crate::manifest::{self, Variables};
 use crate::model::{self, Model};
 use crate::render::{self, KubeconfigMode, Templates};
 use crate::rollout;
-use crate::state::{self, Action, Plan, Renewal};
+use crate::state::{self, Action, Plan, Record, Renewal};
 use crate::verify::{self, Finding, Verified};
 use crate::{Reporter, golden};
 
@@ -137,7 +137,7 @@ const VERIFIED_FILE: &str = ".pkic-verified";
 /// Decides what a build does with each key and certificate under `out`.
 pub fn decide(loaded: &Loaded, out: Option<&Path>, now: OffsetDateTime) -> Result<Plan, Failure> {
     let Some(out) = out else {
-        return Ok(Plan::default());
+        return Ok(Plan::fresh(&loaded.model, now));
     };
     let renewal = Renewal {
         renew_before: loaded.model.renew_before,
@@ -238,6 +238,15 @@ fn output_files(model: &Model, issued: &Issued, rendered: &[render::Rendered]) -
         let made = &issued.cas[&ca.id];
         push(&ca.key_file.relative, &made.key.pem, true);
         push(&ca.cert_file.relative, &made.pem, false);
+        let files = &ca.rotation_files;
+        if let (Some(trust), Some(pem)) = (&files.trust, issued.ca_trust.get(&ca.id)) {
+            push(&trust.relative, pem, false);
+        }
+        if let (Some(cert_file), Some(staged)) = (&files.staged_cert, issued.staged_cas.get(&ca.id))
+        {
+            push(&files.staged_key.relative, &staged.key.pem, true);
+            push(&cert_file.relative, &staged.pem, false);
+        }
     }
     for cert in &model.certs {
         let made = &issued.certs[&cert.id];
@@ -258,7 +267,18 @@ fn output_files(model: &Model, issued: &Issued, rendered: &[render::Rendered]) -
     for account in &model.service_accounts {
         let made = &issued.service_accounts[&account.id];
         push(&account.key_file.relative, &made.key.pem, true);
-        push(&account.public_key_file.relative, &made.public_pem, false);
+        push(
+            &account.public_key_file.relative,
+            &made.published_pem,
+            false,
+        );
+        if let Some(staged) = issued.staged_keys.get(&account.id) {
+            push(
+                &account.rotation_files.staged_key.relative,
+                &staged.pem,
+                true,
+            );
+        }
     }
     for file in rendered {
         push(&file.file.relative, &file.text, file.secret);
@@ -357,10 +377,21 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
             "[year][month][day]T[hour][minute][second]Z"
         ))
         .unwrap_or_else(|_| now.unix_timestamp().to_string());
-    let written = emit::write_all(&options.out, &built.files, &stamp)
+    let reserved = loaded.model.rotation_paths();
+    let written = emit::write_all(&options.out, &built.files, &reserved, &stamp)
         .map_err(|e| Failure::Io(e.to_string()))?;
     emit::write_state(&options.out, VERIFIED_FILE, &built.verified.to_text())
         .map_err(|e| Failure::Io(e.to_string()))?;
+    // The record follows the files it describes: a build killed before this line is
+    // recorded by the next one, which only makes drop-old wait longer.
+    if !plan.rotations.is_empty() || options.out.join(state::rotation::RECORD_FILE).exists() {
+        emit::write_state(
+            &options.out,
+            state::rotation::RECORD_FILE,
+            &Record::of(&plan).to_text(),
+        )
+        .map_err(|e| Failure::Io(e.to_string()))?;
+    }
     for path in &written.changed {
         reporter.detail(&format!("[write] {}", options.out.join(path).display()));
         println!("{}", path.display());

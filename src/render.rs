@@ -226,11 +226,18 @@ pub fn chain_pem(model: &Model, issued: &Issued, leaf: &str) -> String {
 }
 
 /// Returns the PEM text of a CA or bundle: the bundle's CAs in declared order.
+/// A CA in rotation contributes every certificate its trust file holds.
 pub fn trust_pem(model: &Model, issued: &Issued, id: &str) -> String {
     model
         .trusted_cas(id)
         .iter()
-        .map(|ca| issued.cas[ca].pem.as_str())
+        .map(|ca| {
+            issued
+                .ca_trust
+                .get(ca)
+                .unwrap_or(&issued.cas[ca].pem)
+                .as_str()
+        })
         .collect()
 }
 

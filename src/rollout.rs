@@ -13,16 +13,31 @@ use serde::Serialize;
 
 use crate::emit::{self, OutFile};
 use crate::graph::Graph;
+use crate::model::rotation::Stage;
 use crate::model::{Component, Model};
-use crate::state::{Action, Plan};
+use crate::state::{Action, Plan, RotationPlan};
 
 /// The rollout of one build.
 #[derive(Debug, Serialize)]
 pub struct Rollout {
     pub objects: Vec<ObjectChange>,
+    pub rotations: Vec<RotationStatus>,
     pub files: Vec<FileChange>,
     pub restarts: Vec<Restart>,
     pub steps: Vec<String>,
+}
+
+/// Where a declared rotation stands and what comes next.
+#[derive(Debug, Serialize)]
+pub struct RotationStatus {
+    pub object: String,
+    pub stage: Stage,
+    /// What a build of this stage does.
+    pub build: String,
+    /// What the operator does next.
+    pub next: String,
+    /// During `use-new`, the earliest time for `drop-old` (RFC 3339).
+    pub drop_after: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,7 +72,7 @@ impl Rollout {
 pub fn rollout(model: &Model, plan: &Plan, out: &Path, files: &[OutFile]) -> Rollout {
     let installs = model.install_paths();
     let changed: Vec<&OutFile> = emit::changed_files(out, files);
-    let objects = plan
+    let mut objects: Vec<ObjectChange> = plan
         .decisions
         .iter()
         .map(|(key, decision)| ObjectChange {
@@ -66,12 +81,24 @@ pub fn rollout(model: &Model, plan: &Plan, out: &Path, files: &[OutFile]) -> Rol
             reasons: decision.reasons.clone(),
         })
         .collect();
+    for (key, rotation) in &plan.rotations {
+        if let Some(staged) = &rotation.staged {
+            objects.push(ObjectChange {
+                object: format!("{key} (staged)"),
+                action: staged.action,
+                reasons: staged.reasons.clone(),
+            });
+        }
+    }
+    let staged = staged_files(model);
+    let readers = node_readers(&installs, node_files_built(files));
     let file_changes: Vec<FileChange> = changed
         .iter()
+        .filter(|file| !staged.contains(file.relative.as_path()))
         .map(|file| {
             let relative = file.relative.display().to_string();
             FileChange {
-                host: host_of(model, &file.relative),
+                host: hosts_of(model, &installs, &file.relative, &readers),
                 install: installs
                     .get(&relative)
                     .cloned()
@@ -88,23 +115,249 @@ pub fn rollout(model: &Model, plan: &Plan, out: &Path, files: &[OutFile]) -> Rol
     let mut file_changes = file_changes;
     file_changes.extend(keys_of_reissued(model, plan, out, &changed, &installs));
     file_changes.extend(shared_files_for_new_nodes(model, out, &changed, &installs));
-    for stale in emit::stale_files(out, files) {
+    let stale: Vec<_> = emit::stale_files(out, files, &model.rotation_paths())
+        .into_iter()
+        .filter(|f| !staged.contains(f.as_path()))
+        .collect();
+    let old_readers = match stale.iter().any(|f| !f.starts_with("nodes")) {
+        true => node_readers(&installs, node_files_on_disk(out, files)),
+        false => BTreeMap::new(),
+    };
+    for stale in stale {
         let install = install_path_of_stale(model, &stale);
         file_changes.push(FileChange {
-            host: host_of(model, &stale),
+            host: hosts_of(model, &installs, &stale, &old_readers),
             file: stale.display().to_string(),
             install,
             change: "remove",
         });
     }
     let restarts = restarts(model, &changed, out, files);
-    let steps = follow_up_steps(model, plan, out);
+    let mut steps = follow_up_steps(model, plan, out);
+    steps.extend(rotation_steps(model, plan, &changed));
+    let rotations = plan
+        .rotations
+        .iter()
+        .map(|(key, rotation)| rotation_status(key, rotation))
+        .collect();
     Rollout {
         objects,
+        rotations,
         files: file_changes,
         restarts,
         steps,
     }
+}
+
+/// The staged keys and CA certificates of rotations: they stay in the output until
+/// `use-new` moves them into place, and no component reads them before.
+fn staged_files(model: &Model) -> BTreeSet<&Path> {
+    let mut files = BTreeSet::new();
+    for ca in &model.cas {
+        files.insert(ca.rotation_files.staged_key.relative.as_path());
+        files.extend(
+            ca.rotation_files
+                .staged_cert
+                .iter()
+                .map(|f| f.relative.as_path()),
+        );
+    }
+    for account in &model.service_accounts {
+        files.insert(account.rotation_files.staged_key.relative.as_path());
+    }
+    files
+}
+
+/// Returns, by install path, the nodes whose own kubeconfigs and flag files name it;
+/// `files` gives each file's path under the output directory and its text.
+fn node_readers<'f>(
+    installs: &BTreeMap<String, String>,
+    files: impl Iterator<Item = (&'f Path, String)>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let shared: Vec<&String> = installs
+        .iter()
+        .filter(|(relative, _)| !relative.starts_with("nodes/"))
+        .map(|(_, install)| install)
+        .collect();
+    let mut readers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (relative, text) in files {
+        let mut parts = relative.components();
+        let (Some(PathComponent::Normal(first)), Some(PathComponent::Normal(node))) =
+            (parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if first != "nodes" {
+            continue;
+        }
+        for install in &shared {
+            if text.contains(install.as_str()) {
+                readers
+                    .entry((*install).clone())
+                    .or_default()
+                    .insert(node.to_string_lossy().into_owned());
+            }
+        }
+    }
+    readers
+}
+
+/// The public files of the build under `nodes/`, with their new text.
+fn node_files_built(files: &[OutFile]) -> impl Iterator<Item = (&Path, String)> {
+    files
+        .iter()
+        .filter(|f| !f.secret && f.relative.starts_with("nodes"))
+        .map(|f| {
+            let text = String::from_utf8_lossy(&f.contents).into_owned();
+            (f.relative.as_path(), text)
+        })
+}
+
+/// The public files of the build under `nodes/`, with the text they have on disk now.
+fn node_files_on_disk<'f>(
+    out: &'f Path,
+    files: &'f [OutFile],
+) -> impl Iterator<Item = (&'f Path, String)> {
+    files
+        .iter()
+        .filter(|f| !f.secret && f.relative.starts_with("nodes"))
+        .filter_map(move |f| {
+            let text = std::fs::read_to_string(out.join(&f.relative)).ok()?;
+            Some((f.relative.as_path(), text))
+        })
+}
+
+/// Returns the hosts a file goes to: [`host_of`], and for a shared file also every node
+/// whose own files name its install path.
+fn hosts_of(
+    model: &Model,
+    installs: &BTreeMap<String, String>,
+    relative: &Path,
+    readers: &BTreeMap<String, BTreeSet<String>>,
+) -> String {
+    let host = host_of(model, relative);
+    let install = installs.get(&relative.display().to_string());
+    let Some(nodes) = install.and_then(|i| readers.get(i)) else {
+        return host;
+    };
+    let mut hosts: Vec<String> = host.split(',').map(str::to_string).collect();
+    for node in nodes {
+        if !hosts.contains(node) {
+            hosts.push(node.clone());
+        }
+    }
+    hosts.join(",")
+}
+
+fn format_time(time: time::OffsetDateTime) -> String {
+    time.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn rotation_status(key: &str, rotation: &RotationPlan) -> RotationStatus {
+    let (kind, id) = key.split_once(':').unwrap_or(("", key));
+    let (what, path) = match kind {
+        "ca" => (format!("CA `{id}`"), format!("ca.{id}")),
+        _ => (
+            format!("service-account key `{id}`"),
+            format!("service-account.{id}"),
+        ),
+    };
+    let drop_after = rotation.drop_after.map(format_time);
+    let (build, next) = match (rotation.stage, kind) {
+        (Stage::AddNew, "ca") => (
+            format!(
+                "a new {what} is staged beside the old one, which still signs; every trust \
+                 file and kubeconfig that trusts it holds both"
+            ),
+            format!(
+                "once every host has the files below and the components restarted, set \
+                 `{path}.rotation.stage = \"use-new\"`"
+            ),
+        ),
+        (Stage::AddNew, _) => (
+            format!(
+                "a new {what} is staged; the public-key file lists the old and the new key, \
+                 and the old key still signs tokens"
+            ),
+            format!(
+                "once every kube-apiserver runs with the new public-key file, set \
+                 `{path}.rotation.stage = \"use-new\"`"
+            ),
+        ),
+        (Stage::UseNew, "ca") => (
+            format!(
+                "the new {what} signs: every certificate it signed is reissued; trust files \
+                 still hold the old CA, so hosts not yet updated keep working"
+            ),
+            format!(
+                "once every host has the reissued files, and not before {}, set \
+                 `{path}.rotation.stage = \"drop-old\"`",
+                drop_after.as_deref().unwrap_or("the overlap ends")
+            ),
+        ),
+        (Stage::UseNew, _) => (
+            format!(
+                "the new {what} signs tokens; the public-key file still lists the old key, \
+                 so tokens it signed keep verifying"
+            ),
+            format!(
+                "recreate legacy token secrets and let pods refresh their tokens, then, not \
+                 before {}, set `{path}.rotation.stage = \"drop-old\"`",
+                drop_after.as_deref().unwrap_or("the overlap ends")
+            ),
+        ),
+        (Stage::DropOld, _) => (
+            format!("the old {what} leaves every trust file"),
+            format!(
+                "the rotation ends with this rollout; `{path}.rotation` may then be removed \
+                 from the manifest"
+            ),
+        ),
+    };
+    RotationStatus {
+        object: key.to_string(),
+        stage: rotation.stage,
+        build,
+        next,
+        drop_after,
+    }
+}
+
+/// Steps that a rotation's stage needs beyond copying files and restarting.
+fn rotation_steps(model: &Model, plan: &Plan, changed: &[&OutFile]) -> Vec<String> {
+    let mut steps = Vec::new();
+    for (key, rotation) in &plan.rotations {
+        let Some(id) = key.strip_prefix("service-account:") else {
+            continue;
+        };
+        let signing_changes = plan.get(key).is_some_and(|d| d.action != Action::Keep);
+        let public_keys_change = model
+            .service_accounts
+            .iter()
+            .filter(|a| a.id == id)
+            .any(|a| {
+                changed
+                    .iter()
+                    .any(|f| f.relative == a.public_key_file.relative)
+            });
+        match rotation.stage {
+            Stage::UseNew if signing_changes => steps.push(format!(
+                "service-account key `{id}` now signs new tokens; tokens of the old key \
+                 verify until drop-old. Before then: delete legacy token secrets (type \
+                 kubernetes.io/service-account-token) so kube-controller-manager recreates \
+                 them, and restart pods that mount tokens, kube-system first, so that none \
+                 still holds a token of the old key"
+            )),
+            Stage::DropOld if public_keys_change => steps.push(format!(
+                "service-account tokens signed by the old key of `{id}` stop verifying once \
+                 kube-apiserver restarts with the new public-key file: check that no pod \
+                 still logs 401 Unauthorized"
+            )),
+            _ => {}
+        }
+    }
+    steps
 }
 
 /// Returns the key files of reissued certificates whose key did not change in the output:
@@ -309,6 +562,20 @@ fn follow_up_steps(model: &Model, plan: &Plan, out: &Path) -> Vec<String> {
 pub fn format_human(rollout: &Rollout) -> String {
     use std::fmt::Write as _;
     let mut text = String::new();
+    if !rollout.rotations.is_empty() {
+        let _ = writeln!(text, "Rotations:");
+        for rotation in &rollout.rotations {
+            let _ = writeln!(
+                text,
+                "  {} is in stage {}: {}.\n    next: {}.",
+                rotation.object,
+                rotation.stage.name(),
+                rotation.build,
+                rotation.next
+            );
+        }
+        let _ = writeln!(text);
+    }
     let _ = writeln!(text, "Keys and certificates:");
     for object in &rollout.objects {
         let reasons = if object.reasons.is_empty() {
@@ -329,22 +596,21 @@ pub fn format_human(rollout: &Rollout) -> String {
     }
     let _ = writeln!(text, "\nRunbook:");
     let mut step = 1;
-    for file in &rollout.files {
-        let _ = match file.change {
-            "remove" => writeln!(
-                text,
-                "  {step}. remove {}:{} (no longer declared; kept in the output's .backup/)",
-                file.host, file.install
-            ),
-            change => writeln!(
-                text,
-                "  {step}. copy{} {} -> {}:{}",
-                if change == "create" { " (new)" } else { "" },
-                file.file,
-                file.host,
-                file.install
-            ),
-        };
+    // Files are copied before the restarts that read them; files that the manifest no
+    // longer makes are removed after, when no restarted component still names them.
+    for file in rollout.files.iter().filter(|f| f.change != "remove") {
+        let _ = writeln!(
+            text,
+            "  {step}. copy{} {} -> {}:{}",
+            if file.change == "create" {
+                " (new)"
+            } else {
+                ""
+            },
+            file.file,
+            file.host,
+            file.install
+        );
         step += 1;
     }
     for restart in &rollout.restarts {
@@ -352,6 +618,14 @@ pub fn format_human(rollout: &Rollout) -> String {
             text,
             "  {step}. restart {} on {}",
             restart.component, restart.host
+        );
+        step += 1;
+    }
+    for file in rollout.files.iter().filter(|f| f.change == "remove") {
+        let _ = writeln!(
+            text,
+            "  {step}. remove {}:{} (no longer declared; kept in the output's .backup/)",
+            file.host, file.install
         );
         step += 1;
     }

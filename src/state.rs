@@ -22,6 +22,9 @@ use crate::model::{KeyAlgorithm, Model, San, Subject, Usage, values::format_dura
 use crate::x509::{algorithm_of_spki, found_subject, key_algorithm_of, public_key_of_pem};
 pub use crate::x509::{found_sans, key_matches};
 
+pub mod rotation;
+pub use rotation::{Record, RotationPlan};
+
 /// Action of a build on one key or certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -65,10 +68,12 @@ impl Decision {
     }
 }
 
-/// Decisions by graph key (`ca:ID`, `cert:ID`, `service-account:ID`).
+/// Decisions by graph key (`ca:ID`, `cert:ID`, `service-account:ID`), and the
+/// declared rotations by the key of the CA or service-account key they rotate.
 #[derive(Debug, Default)]
 pub struct Plan {
     pub decisions: BTreeMap<String, Decision>,
+    pub rotations: BTreeMap<String, RotationPlan>,
 }
 
 impl Plan {
@@ -79,6 +84,42 @@ impl Plan {
     /// True when every key and certificate is kept.
     pub fn is_noop(&self) -> bool {
         self.decisions.values().all(|d| d.action == Action::Keep)
+            && self
+                .rotations
+                .values()
+                .all(|r| r.staged.as_ref().is_none_or(|d| d.action == Action::Keep))
+    }
+
+    /// The plan of a build into an empty directory: everything is created, and a
+    /// rotation in stage `add-new` stages its new key too.
+    pub fn fresh(model: &Model, now: OffsetDateTime) -> Plan {
+        let mut plan = Plan::default();
+        let staged = || Decision::new(Action::Create, "staged for rotation (stage add-new)");
+        let rotations = model
+            .cas
+            .iter()
+            .filter_map(|ca| Some((format!("ca:{}", ca.id), ca.rotation.as_ref()?)))
+            .chain(model.service_accounts.iter().filter_map(|account| {
+                Some((
+                    format!("service-account:{}", account.id),
+                    account.rotation.as_ref()?,
+                ))
+            }));
+        for (key, rotation) in rotations {
+            let add_new = rotation.stage == crate::model::rotation::Stage::AddNew;
+            plan.rotations.insert(
+                key,
+                RotationPlan {
+                    stage: rotation.stage,
+                    staged: add_new.then(staged),
+                    retired_certs: Vec::new(),
+                    retired_keys: Vec::new(),
+                    since: now,
+                    drop_after: None,
+                },
+            );
+        }
+        plan
     }
 }
 
@@ -104,13 +145,36 @@ pub fn decide(
         renewal,
         backdate: model.backdate,
     };
+    let record = Record::read(out);
     // CAs first, in order, since leaves depend on their decisions; then the leaves,
     // which depend only on CAs, in parallel.
     for key in order {
         let decision = if let Some(id) = key.strip_prefix("ca:") {
-            reader.decide_ca(model, id, &plan)
+            let ca = model.ca(id).expect("graph holds only declared CAs");
+            match &ca.rotation {
+                Some(rotation) => reader
+                    .decide_rotating_ca(model, ca, rotation, &plan, &record)
+                    .map(|(decision, rotation)| {
+                        plan.rotations.insert(key.clone(), rotation);
+                        decision
+                    }),
+                None => reader.decide_ca(model, id, &plan),
+            }
         } else if let Some(id) = key.strip_prefix("service-account:") {
-            reader.decide_service_account(model, id)
+            let account = model
+                .service_accounts
+                .iter()
+                .find(|a| a.id == id)
+                .expect("graph holds only declared service accounts");
+            match &account.rotation {
+                Some(rotation) => reader
+                    .decide_rotating_service_account(account, rotation, &record)
+                    .map(|(decision, rotation)| {
+                        plan.rotations.insert(key.clone(), rotation);
+                        decision
+                    }),
+                None => reader.decide_service_account(model, id),
+            }
         } else {
             continue;
         };
@@ -151,6 +215,7 @@ struct Reader<'a> {
 }
 
 /// A certificate and key as found on disk.
+#[derive(Clone)]
 struct Found {
     cert: Option<Vec<u8>>,
     key: Option<String>,
@@ -199,9 +264,26 @@ impl Reader<'_> {
                 keep_cert: Some(imported.cert_der.clone()),
             });
         }
+        let what = format!("CA `{id}`");
+        self.check_no_rotation_left(&path, &what, &ca.rotation_files, None)?;
         let found = self
             .read(&ca.cert_file.relative, &ca.key_file.relative)
             .map_err(|message| Diagnostic::error(path.clone(), message))?;
+        self.decide_ca_on_disk(model, ca, found, plan)
+    }
+
+    /// Decides a CA from its files: kept when they match the manifest, created when
+    /// absent, and an error when they differ, since a CA is never replaced implicitly.
+    fn decide_ca_on_disk(
+        &self,
+        model: &Model,
+        ca: &crate::model::Ca,
+        found: Found,
+        plan: &Plan,
+    ) -> Result<Decision, Diagnostic> {
+        let _ = model;
+        let id = &ca.id;
+        let path = format!("ca.{id}");
         let (der, key_pem) = match (found.cert, found.key) {
             (None, None) => return Ok(Decision::new(Action::Create, "not on disk")),
             (None, Some(_)) if self.out.join(&ca.cert_file.relative).exists() => {
@@ -355,6 +437,13 @@ impl Reader<'_> {
             .find(|a| a.id == id)
             .expect("graph holds only declared service accounts");
         let path = format!("service-account.{id}");
+        let what = format!("service-account key `{id}`");
+        self.check_no_rotation_left(
+            &path,
+            &what,
+            &account.rotation_files,
+            Some(&account.public_key_file),
+        )?;
         let key = read_text(&self.out.join(&account.key_file.relative))
             .map_err(|message| Diagnostic::error(path.clone(), message))?;
         let Some(key) = key else {

@@ -1,7 +1,10 @@
 //! Golden tests of `pkic plan`'s runbook for the changes operators make most: a SAN
-//! change, a node added and a node removed. The expected runbooks live in
+//! change, a node added, a node removed, and each stage of a CA rotation and of a
+//! service-account key rotation. The expected runbooks live in
 //! `tests/fixtures/plan/`; after an intended change, rerun with `PKIC_UPDATE_PLAN=1`
 //! and review `git diff tests/fixtures/plan`.
+
+mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -110,4 +113,108 @@ fn plan_for_node_added() {
     assert_eq!(plan.status.code(), Some(4));
     let golden = repo().join("tests/fixtures/plan/node-added.txt");
     compare(&golden, &String::from_utf8(plan.stdout).unwrap());
+}
+
+/// Runs pkic with `manifest` (text) on the output directory `out`.
+fn run_text(command: &str, dir: &Path, manifest: &str) -> std::process::Output {
+    let path = dir.join("pki.toml");
+    fs::write(&path, manifest).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_pkic"))
+        .arg(command)
+        .arg("-m")
+        .arg(&path)
+        .arg("-o")
+        .arg(dir.join("out"))
+        .env_remove("EXTRA_SAN")
+        .env_remove("SECOND_NODE")
+        .output()
+        .unwrap()
+}
+
+/// Replaces every RFC 3339 time (`2026-12-04T20:00:00Z`) with `<time>`.
+fn without_times(text: &str) -> String {
+    let mut out = String::new();
+    for word in text.split_inclusive([' ', '\n']) {
+        let trimmed = word.trim_end_matches([' ', '\n', ',', '.', '"']);
+        let bytes = trimmed.as_bytes();
+        let is_time =
+            bytes.len() >= 20 && bytes[4] == b'-' && bytes[10] == b'T' && trimmed.ends_with('Z');
+        if is_time {
+            out.push_str(&word.replacen(trimmed, "<time>", 1));
+        } else {
+            out.push_str(word);
+        }
+    }
+    out
+}
+
+/// Builds the small manifest, then each stage of a rotation of `section` before
+/// `stage`, and compares the plan of `stage` with a golden runbook.
+fn check_rotation_plan(name: &str, section: &str, stage: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let base = fs::read_to_string(repo().join("tests/fixtures/small-ecdsa.toml")).unwrap();
+    let stages = ["add-new", "use-new", "drop-old"];
+    let manifest = |stage: &str| support::pkic_build::with_rotation(&base, section, stage, "1s");
+    let built = run_text("build", dir.path(), &base);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    for earlier in stages.iter().take_while(|s| **s != stage) {
+        let built = run_text("build", dir.path(), &manifest(earlier));
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+    }
+    if stage == "drop-old" {
+        // The overlap of one second counts from the use-new build's recorded second.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+    }
+
+    let plan = run_text("plan", dir.path(), &manifest(stage));
+
+    assert_eq!(
+        plan.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let runbook = without_times(&String::from_utf8(plan.stdout).unwrap());
+    compare(
+        &repo().join(format!("tests/fixtures/plan/{name}.txt")),
+        &runbook,
+    );
+}
+
+#[test]
+fn plan_for_ca_rotation_add_new() {
+    check_rotation_plan("ca-rotation-add-new", "ca.server-ca", "add-new");
+}
+
+#[test]
+fn plan_for_ca_rotation_use_new() {
+    check_rotation_plan("ca-rotation-use-new", "ca.server-ca", "use-new");
+}
+
+#[test]
+fn plan_for_ca_rotation_drop_old() {
+    check_rotation_plan("ca-rotation-drop-old", "ca.server-ca", "drop-old");
+}
+
+#[test]
+fn plan_for_service_account_rotation_add_new() {
+    check_rotation_plan("sa-rotation-add-new", "service-account.sa", "add-new");
+}
+
+#[test]
+fn plan_for_service_account_rotation_use_new() {
+    check_rotation_plan("sa-rotation-use-new", "service-account.sa", "use-new");
+}
+
+#[test]
+fn plan_for_service_account_rotation_drop_old() {
+    check_rotation_plan("sa-rotation-drop-old", "service-account.sa", "drop-old");
 }

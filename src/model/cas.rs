@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use super::rotation::{self, RotationFiles};
 use super::{
     Bundle, Ca, Checker, Subject, check_id, check_subject, import, reference_help, values,
 };
@@ -66,6 +67,18 @@ pub(super) fn check_cas(checker: &mut Checker) -> Vec<Ca> {
                 "a path length on a root limits every chain below it",
             );
         }
+        let rotation =
+            rotation::check_rotation(checker, &path, raw.rotation.as_ref(), &format!("CA `{id}`"));
+        if rotation.is_some() && imported.is_some() {
+            checker
+                .error(
+                    format!("{path}.rotation"),
+                    "an imported CA is rotated by its owner, not by pkic",
+                )
+                .help =
+                Some("import the new CA in place of the old one, or remove `rotation`".into());
+        }
+        let rotation_files = RotationFiles::for_ca(&cert_file, &key_file);
         cas.push(Ca {
             id: id.clone(),
             subject,
@@ -76,6 +89,8 @@ pub(super) fn check_cas(checker: &mut Checker) -> Vec<Ca> {
             cert_file,
             key_file,
             imported: imported.map(|found| found.ca),
+            rotation,
+            rotation_files,
         });
     }
     check_ca_cycles(checker, &cas);

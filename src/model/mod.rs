@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::diag::{Diagnostic, Severity, did_you_mean};
 use crate::manifest::{Document, RawManifest, RawNode, RawSubject};
+use rotation::{Rotation, RotationFiles};
 
 mod cas;
 mod certs;
@@ -21,6 +22,7 @@ mod flags;
 mod import;
 mod inventory;
 pub mod roles;
+pub mod rotation;
 pub mod values;
 mod wiring;
 
@@ -113,6 +115,19 @@ pub struct Ca {
     pub key_file: OutputFile,
     /// The existing certificate and key of an imported CA, which pkic never rewrites.
     pub imported: Option<ImportedCa>,
+    /// A declared rotation to a new CA key, if any.
+    pub rotation: Option<Rotation>,
+    pub rotation_files: RotationFiles,
+}
+
+impl Ca {
+    /// The file that trust references to this CA name.
+    pub fn trust_file(&self) -> &OutputFile {
+        match (&self.rotation, &self.rotation_files.trust) {
+            (Some(rotation), Some(trust)) if rotation.stage.trusts_both() => trust,
+            _ => &self.cert_file,
+        }
+    }
 }
 
 /// A CA certificate and key read from outside the output directory.
@@ -182,7 +197,12 @@ pub struct ServiceAccount {
     pub id: String,
     pub key: KeySpec,
     pub key_file: OutputFile,
+    /// The public keys that verify tokens: the current key's, and during a rotation
+    /// also the other key's.
     pub public_key_file: OutputFile,
+    /// A declared rotation to a new signing key, if any.
+    pub rotation: Option<Rotation>,
+    pub rotation_files: RotationFiles,
 }
 
 #[derive(Debug, Clone)]
@@ -275,12 +295,14 @@ impl Model {
         let mut files: Vec<&OutputFile> = Vec::new();
         for ca in &self.cas {
             files.extend([&ca.cert_file, &ca.key_file]);
+            files.extend(ca.rotation_files.all());
         }
         for cert in &self.certs {
             files.extend([&cert.cert_file, &cert.key_file]);
         }
         for account in &self.service_accounts {
             files.extend([&account.key_file, &account.public_key_file]);
+            files.extend(account.rotation_files.all());
         }
         files.extend(self.bundles.iter().map(|b| &b.file));
         files.extend(self.kubeconfigs.iter().map(|k| &k.file));
@@ -292,10 +314,23 @@ impl Model {
             .collect()
     }
 
-    /// Returns the file that contains the trust anchors of a CA or bundle id.
+    /// Returns the output paths of every rotation file (staged keys and CA
+    /// certificates, CA trust files), which only pkic writes.
+    pub fn rotation_paths(&self) -> Vec<PathBuf> {
+        let cas = self.cas.iter().flat_map(|c| c.rotation_files.all());
+        let accounts = self
+            .service_accounts
+            .iter()
+            .flat_map(|a| a.rotation_files.all());
+        cas.chain(accounts).map(|f| f.relative.clone()).collect()
+    }
+
+    /// Returns the file that contains the trust anchors of a CA or bundle id: a CA's
+    /// trust file while a rotation trusts its old and new certificate, else its
+    /// certificate.
     pub fn trust_file(&self, id: &str) -> Option<&OutputFile> {
         self.ca(id)
-            .map(|c| &c.cert_file)
+            .map(Ca::trust_file)
             .or_else(|| self.bundle(id).map(|b| &b.file))
     }
 
@@ -891,11 +926,28 @@ fn check_service_accounts(checker: &mut Checker) -> Vec<ServiceAccount> {
                 )
                 .help = Some("use `rsa-2048` or another RSA or ECDSA algorithm".into());
         }
+        let what = format!("service-account key `{id}`");
+        let rotation = rotation::check_rotation(checker, &path, raw.rotation.as_ref(), &what);
+        if let Some(rotation) = &rotation
+            && rotation.overlap < Duration::from_secs(86_400)
+        {
+            checker
+                .warning(
+                    format!("{path}.rotation.overlap"),
+                    "an overlap under 24h can drop the old key while pods still present \
+                     tokens it signed: the kubelet refreshes a projected token only once a \
+                     day when kube-apiserver extends its expiry (the default)",
+                )
+                .help = Some("set `overlap = \"24h\"` or longer".into());
+        }
+        let rotation_files = RotationFiles::for_service_account(&key_file);
         accounts.push(ServiceAccount {
             id: id.clone(),
             key,
             key_file,
             public_key_file,
+            rotation,
+            rotation_files,
         });
     }
     accounts
@@ -939,6 +991,9 @@ fn check_unique_outputs(checker: &mut Checker, model: &Model) {
     for ca in &model.cas {
         files.push((format!("ca.{}.cert-file", ca.id), &ca.cert_file));
         files.push((format!("ca.{}.key-file", ca.id), &ca.key_file));
+        for file in ca.rotation_files.all() {
+            files.push((format!("ca.{}.rotation", ca.id), file));
+        }
     }
     for cert in &model.certs {
         files.push((format!("{}.cert-file", cert.origin), &cert.cert_file));
@@ -956,6 +1011,9 @@ fn check_unique_outputs(checker: &mut Checker, model: &Model) {
             format!("service-account.{}.public-key-file", account.id),
             &account.public_key_file,
         ));
+        for file in account.rotation_files.all() {
+            files.push((format!("service-account.{}.rotation", account.id), file));
+        }
     }
     for kubeconfig in &model.kubeconfigs {
         files.push((format!("{}.file", kubeconfig.origin), &kubeconfig.file));

@@ -191,3 +191,17 @@ pub fn apiserver_etcd_client(flags: &BTreeMap<String, String>) -> EtcdClientTls<
         key: flag(flags, "etcd-keyfile"),
     }
 }
+
+/// Returns `manifest` with a `rotation` table added to the table headed `[section]`.
+pub fn with_rotation(manifest: &str, section: &str, stage: &str, overlap: &str) -> String {
+    let header = format!("[{section}]\n");
+    let at = manifest
+        .find(&header)
+        .unwrap_or_else(|| panic!("the manifest has no [{section}]"))
+        + header.len();
+    format!(
+        "{}rotation = {{ stage = \"{stage}\", overlap = \"{overlap}\" }}\n{}",
+        &manifest[..at],
+        &manifest[at..]
+    )
+}
