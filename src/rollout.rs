@@ -11,6 +11,7 @@ use std::path::{Component as PathComponent, Path};
 
 use serde::Serialize;
 
+use crate::csr;
 use crate::emit::{self, OutFile};
 use crate::graph::Graph;
 use crate::model::{Component, Model};
@@ -30,6 +31,10 @@ pub struct ObjectChange {
     pub object: String,
     pub action: Action,
     pub reasons: Vec<String>,
+    /// CSR to sign, relative to the output directory, for a certificate that a CA
+    /// without a key in pkic signs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,36 +62,10 @@ impl Rollout {
 pub fn rollout(model: &Model, plan: &Plan, out: &Path, files: &[OutFile]) -> Rollout {
     let installs = model.install_paths();
     let changed: Vec<&OutFile> = emit::changed_files(out, files);
-    let objects = plan
-        .decisions
-        .iter()
-        .map(|(key, decision)| ObjectChange {
-            object: key.clone(),
-            action: decision.action,
-            reasons: decision.reasons.clone(),
-        })
-        .collect();
-    let file_changes: Vec<FileChange> = changed
-        .iter()
-        .map(|file| {
-            let relative = file.relative.display().to_string();
-            FileChange {
-                host: host_of(model, &file.relative),
-                install: installs
-                    .get(&relative)
-                    .cloned()
-                    .unwrap_or_else(|| "-".into()),
-                change: if out.join(&file.relative).exists() {
-                    "update"
-                } else {
-                    "create"
-                },
-                file: relative,
-            }
-        })
-        .collect();
-    let mut file_changes = file_changes;
+    let objects = object_changes(model, plan);
+    let mut file_changes = file_changes(model, out, &changed, &installs);
     file_changes.extend(keys_of_reissued(model, plan, out, &changed, &installs));
+    file_changes.extend(accepted_files(model, plan, &changed, &installs));
     file_changes.extend(shared_files_for_new_nodes(model, out, &changed, &installs));
     for stale in emit::stale_files(out, files) {
         let install = install_path_of_stale(model, &stale);
@@ -105,6 +84,113 @@ pub fn rollout(model: &Model, plan: &Plan, out: &Path, files: &[OutFile]) -> Rol
         restarts,
         steps,
     }
+}
+
+/// Computes the rollout of a build that waits for signed certificates. Such a build
+/// writes only `files` (keys and CSRs), so nothing is copied to hosts or restarted yet,
+/// and `steps` list what to sign.
+pub fn awaiting_signature(
+    model: &Model,
+    plan: &Plan,
+    out: &Path,
+    files: &[OutFile],
+    steps: Vec<String>,
+) -> Rollout {
+    let installs = model.install_paths();
+    let changed: Vec<&OutFile> = emit::changed_files(out, files);
+    let file_changes = file_changes(model, out, &changed, &installs)
+        .into_iter()
+        .map(|mut change| {
+            if change.install == "-" {
+                change.host = "none (send it to the CA's signer)".into();
+            }
+            change
+        })
+        .collect();
+    Rollout {
+        objects: object_changes(model, plan),
+        files: file_changes,
+        restarts: Vec::new(),
+        steps,
+    }
+}
+
+fn object_changes(model: &Model, plan: &Plan) -> Vec<ObjectChange> {
+    plan.decisions
+        .iter()
+        .map(|(key, decision)| ObjectChange {
+            object: key.clone(),
+            action: decision.action,
+            reasons: decision.reasons.clone(),
+            csr: csr::request_file_of(model, key).map(|p| p.display().to_string()),
+        })
+        .collect()
+}
+
+/// Returns where each changed file goes: its host and install path.
+fn file_changes(
+    model: &Model,
+    out: &Path,
+    changed: &[&OutFile],
+    installs: &BTreeMap<String, String>,
+) -> Vec<FileChange> {
+    changed
+        .iter()
+        .map(|file| {
+            let relative = file.relative.display().to_string();
+            FileChange {
+                host: host_of(model, &file.relative),
+                install: installs
+                    .get(&relative)
+                    .cloned()
+                    .unwrap_or_else(|| "-".into()),
+                change: if out.join(&file.relative).exists() {
+                    "update"
+                } else {
+                    "create"
+                },
+                file: relative,
+            }
+        })
+        .collect()
+}
+
+/// Returns the certificate and key files of certificates signed outside pkic and
+/// accepted by this build: the operator placed them in the output directory, so they
+/// may be unchanged there, but no host has them yet.
+fn accepted_files(
+    model: &Model,
+    plan: &Plan,
+    changed: &[&OutFile],
+    installs: &BTreeMap<String, String>,
+) -> Vec<FileChange> {
+    let mut files = Vec::new();
+    for (key, decision) in &plan.decisions {
+        if decision.action != Action::Accept {
+            continue;
+        }
+        let pair = match key.split_once(':') {
+            Some(("cert", id)) => model.cert(id).map(|c| [&c.key_file, &c.cert_file]),
+            Some(("ca", id)) => model.ca(id).map(|c| [&c.key_file, &c.cert_file]),
+            _ => None,
+        };
+        for file in pair.into_iter().flatten() {
+            if changed.iter().any(|f| f.relative == file.relative) {
+                continue;
+            }
+            let relative = file.relative.display().to_string();
+            files.push(FileChange {
+                host: host_of(model, &file.relative),
+                install: installs
+                    .get(&relative)
+                    .cloned()
+                    .unwrap_or_else(|| "-".into()),
+                change: "create",
+                file: relative,
+            });
+        }
+    }
+    files
 }
 
 /// Returns the key files of reissued certificates whose key did not change in the output:
@@ -316,14 +402,18 @@ pub fn format_human(rollout: &Rollout) -> String {
         } else {
             format!(": {}", object.reasons.join("; "))
         };
+        let csr = match (&object.csr, object.action) {
+            (Some(path), Action::AwaitSignature) => format!(" (CSR {path})"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             text,
-            "  {:<8} {}{reasons}",
+            "  {:<8} {}{reasons}{csr}",
             object.action.to_string(),
             object.object
         );
     }
-    if rollout.files.is_empty() {
+    if rollout.files.is_empty() && rollout.steps.is_empty() {
         let _ = writeln!(text, "\nNo file would change.");
         return text;
     }

@@ -30,6 +30,11 @@ pub enum Action {
     Create,
     Reissue,
     Renew,
+    /// A certificate that a CA without a key in pkic must sign: pkic writes its CSR
+    /// and waits for the signed certificate (see `csr`).
+    AwaitSignature,
+    /// A certificate signed outside pkic, found in the tree and verified.
+    Accept,
 }
 
 impl fmt::Display for Action {
@@ -39,6 +44,8 @@ impl fmt::Display for Action {
             Action::Create => "create",
             Action::Reissue => "reissue",
             Action::Renew => "renew",
+            Action::AwaitSignature => "await-signature",
+            Action::Accept => "accept",
         })
     }
 }
@@ -104,11 +111,14 @@ pub fn decide(
         renewal,
         backdate: model.backdate,
     };
+    let external = crate::csr::External::read(model, out, now, renewal);
     // CAs first, in order, since leaves depend on their decisions; then the leaves,
     // which depend only on CAs, in parallel.
     for key in order {
         let decision = if let Some(id) = key.strip_prefix("ca:") {
-            reader.decide_ca(model, id, &plan)
+            external
+                .decide(key, &plan)
+                .unwrap_or_else(|| reader.decide_ca(model, id, &plan))
         } else if let Some(id) = key.strip_prefix("service-account:") {
             reader.decide_service_account(model, id)
         } else {
@@ -125,7 +135,10 @@ pub fn decide(
         .par_iter()
         .filter_map(|key| {
             let id = key.strip_prefix("cert:")?;
-            Some((key.clone(), reader.decide_leaf(model, id, &plan)))
+            let decision = external
+                .decide(key, &plan)
+                .unwrap_or_else(|| reader.decide_leaf(model, id, &plan));
+            Some((key.clone(), decision))
         })
         .collect();
     for (key, decision) in leaves {
@@ -195,7 +208,7 @@ impl Reader<'_> {
             return Ok(Decision {
                 action,
                 reasons: vec![reason],
-                reuse_key: Some(imported.key_pem.clone()),
+                reuse_key: imported.key_pem.clone(),
                 keep_cert: Some(imported.cert_der.clone()),
             });
         }
@@ -402,8 +415,10 @@ impl Reader<'_> {
         decision: &mut Decision,
     ) {
         let parent = plan.get(&format!("ca:{issuer}"));
+        // An accepted CA certificate signed outside pkic may be a renewal for the same
+        // key, which still verifies what the CA signed before.
         match parent.map(|p| p.action) {
-            Some(Action::Keep) | None => {}
+            Some(Action::Keep | Action::Accept) | None => {}
             Some(action) => {
                 decision.reissue(format!(
                     "issuer `{issuer}` is being {}",
@@ -450,7 +465,7 @@ impl Reader<'_> {
 }
 
 /// Returns a file's text, `None` when it does not exist, or an error naming the file.
-fn read_text(path: &Path) -> Result<Option<String>, String> {
+pub(crate) fn read_text(path: &Path) -> Result<Option<String>, String> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e)
@@ -494,7 +509,7 @@ fn issued_by(cert: &X509Certificate, issuer: &X509Certificate) -> bool {
 }
 
 /// Formats a positive number of seconds as whole days, or hours when under a day.
-fn format_remaining(seconds: i64) -> String {
+pub(crate) fn format_remaining(seconds: i64) -> String {
     match seconds / 86_400 {
         0 => format!("{} hours", seconds / 3600),
         1 => "1 day".to_string(),
@@ -511,22 +526,24 @@ impl Decision {
     }
 }
 
-fn action_past(action: Action) -> &'static str {
+pub(crate) fn action_past(action: Action) -> &'static str {
     match action {
         Action::Create => "created",
         Action::Reissue => "reissued",
         Action::Renew => "renewed",
         Action::Keep => "kept",
+        Action::AwaitSignature => "signed outside pkic",
+        Action::Accept => "accepted",
     }
 }
 
-fn parse(der: &[u8]) -> Result<X509Certificate<'_>, String> {
+pub(crate) fn parse(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     X509Certificate::from_der(der)
         .map(|(_, cert)| cert)
         .map_err(|e| format!("unparsable certificate: {e}"))
 }
 
-fn algorithm_change(cert: &X509Certificate, expected: KeyAlgorithm) -> Option<String> {
+pub(crate) fn algorithm_change(cert: &X509Certificate, expected: KeyAlgorithm) -> Option<String> {
     let found = algorithm_of_spki(cert.public_key());
     (found != Some(expected)).then(|| {
         format!(
@@ -561,7 +578,7 @@ fn format_subject(attributes: &[(&str, String)]) -> String {
         .join(", ")
 }
 
-fn subject_change(cert: &X509Certificate, subject: &Subject) -> Option<String> {
+pub(crate) fn subject_change(cert: &X509Certificate, subject: &Subject) -> Option<String> {
     let expected = expected_subject(subject);
     let found = found_subject(cert);
     (expected != found).then(|| {
@@ -595,7 +612,7 @@ fn san_change(cert: &X509Certificate, expected: &[San]) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
-fn usage_change(cert: &X509Certificate, usage: Usage) -> Option<String> {
+pub(crate) fn usage_change(cert: &X509Certificate, usage: Usage) -> Option<String> {
     let (server, client) = match cert.extended_key_usage() {
         Ok(Some(eku)) => (eku.value.server_auth, eku.value.client_auth),
         _ => (false, false),
