@@ -133,21 +133,55 @@ pub fn write_all(
     reserved: &[PathBuf],
     stamp: &str,
 ) -> Result<Written, EmitError> {
+    write_files(out, files, reserved, stamp, true)
+}
+
+/// Writes the changed `files` under `out` like [`write_all`], but leaves every other
+/// file in place: the list of outputs gains these files and loses none, and no stale
+/// file is removed. A build that waits for signed certificates writes its keys and CSRs
+/// with it.
+pub fn write_some(out: &Path, files: &[OutFile], stamp: &str) -> Result<Written, EmitError> {
+    write_files(out, files, &[], stamp, false)
+}
+
+/// Writes `files`. When `complete` is true they are every output of the build, so files
+/// of an earlier build missing from them are stale.
+fn write_files(
+    out: &Path,
+    files: &[OutFile],
+    reserved: &[PathBuf],
+    stamp: &str,
+    complete: bool,
+) -> Result<Written, EmitError> {
     create_private_dir(out)?;
     let _lock = lock(out)?;
     remove_stale_staging(out);
     let changed: Vec<OutFile> = changed_files(out, files).into_iter().cloned().collect();
-    let stale = stale_files(out, files, reserved);
+    let stale = match complete {
+        true => stale_files(out, files, reserved),
+        false => Vec::new(),
+    };
     let mut written = Written {
         unchanged: files.len() - changed.len(),
         ..Written::default()
     };
     let backup = unique_backup_dir(out, stamp);
-    let mut list = files
-        .iter()
-        .map(|f| f.relative.display().to_string())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let mut listed: Vec<String> = match complete {
+        true => Vec::new(),
+        false => fs::read_to_string(out.join(OUTPUT_LIST))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect(),
+    };
+    let mut seen: HashSet<String> = listed.iter().cloned().collect();
+    for file in files {
+        let line = file.relative.display().to_string();
+        if seen.insert(line.clone()) {
+            listed.push(line);
+        }
+    }
+    let mut list = listed.join("\n");
     list.push('\n');
     let mut staged = changed.clone();
     if fs::read_to_string(out.join(OUTPUT_LIST)).ok().as_deref() != Some(list.as_str()) {

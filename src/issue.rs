@@ -100,13 +100,24 @@ pub fn issue_all(
     let ca_order = order.iter().filter_map(|key| key.strip_prefix("ca:"));
     for id in ca_order {
         let ca = model.ca(id).expect("graph holds only declared CAs");
+        if let Some(cert) = keyless_ca(ca) {
+            issued.cas.insert(id.to_string(), cert);
+            continue;
+        }
         let decision = plan.get(&format!("ca:{id}"));
         let kept = decision.and_then(|d| Some((d.keep_cert.as_ref()?, d.reuse_key.as_ref()?)));
         let (signer, cert) = match kept {
             Some((der, key)) => load_ca(ca, der, key)?,
             None => {
                 let key = decision.and_then(|d| d.reuse_key.as_deref());
-                let parent = signers.get(ca.issuer.as_deref().unwrap_or(""));
+                let parent = match &ca.issuer {
+                    Some(issuer) => Some(
+                        signers
+                            .get(issuer)
+                            .ok_or_else(|| unsigned(&format!("CA `{id}`"), issuer))?,
+                    ),
+                    None => None,
+                };
                 issue_ca(ca, key, parent, model, now)?
             }
         };
@@ -155,8 +166,13 @@ pub fn issue_all(
                 Some((der, key)) => Ok(kept_cert(der, key, cert.key.algorithm)),
                 None => {
                     let key = decision.and_then(|d| d.reuse_key.as_deref());
-                    check_within_issuer(cert, ca_not_after.get(cert.issuer.as_str()), now)
-                        .and_then(|()| issue_leaf(cert, key, &signers[&cert.issuer], model, now))
+                    let signer = signers.get(&cert.issuer).ok_or_else(|| {
+                        unsigned(&format!("certificate `{}`", cert.id), &cert.issuer)
+                    });
+                    signer.and_then(|signer| {
+                        check_within_issuer(cert, ca_not_after.get(cert.issuer.as_str()), now)?;
+                        issue_leaf(cert, key, signer, model, now)
+                    })
                 }
             };
             result.map(|issued| (cert.id.clone(), issued))
@@ -217,8 +233,38 @@ pub fn issue_all(
     Ok(issued)
 }
 
+/// Returns the certificate of a CA imported without its key, which signs nothing here.
+/// Its `key.pem` is empty, and no key file is written for it.
+fn keyless_ca(ca: &Ca) -> Option<IssuedCert> {
+    let imported = ca.imported.as_ref()?;
+    if imported.key_pem.is_some() {
+        return None;
+    }
+    Some(IssuedCert {
+        der: imported.cert_der.clone(),
+        pem: pem_text("CERTIFICATE", imported.cert_der.clone()),
+        key: PrivateKey {
+            algorithm: ca.key.algorithm,
+            pem: String::new(),
+        },
+    })
+}
+
+/// Returns the error for a certificate whose issuer pkic cannot sign with: a CA imported
+/// without its key, or an intermediate below it whose signed certificate is missing.
+fn unsigned(object: &str, issuer: &str) -> IssueError {
+    IssueError {
+        object: object.to_string(),
+        message: format!(
+            "CA `{issuer}` is not available to sign it, because its key is not imported or \
+             its own certificate awaits signature; run `pkic build` on the output directory \
+             to write the CSRs, then place the signed certificates there"
+        ),
+    }
+}
+
 /// Returns a key pair and its PEM: the existing key when one is given, else a new one.
-fn obtain_key(
+pub(crate) fn obtain_key(
     object: &str,
     existing: Option<&str>,
     spec: KeySpec,
@@ -317,15 +363,7 @@ fn issue_ca(
     let object = format!("CA `{}`", ca.id);
     let (key, key_pem) = obtain_key(&object, existing_key, ca.key)?;
     let mut params = base_params(&object, &ca.subject, ca.validity, model.backdate, now)?;
-    params.is_ca = IsCa::Ca(match ca.path_len {
-        Some(n) => BasicConstraints::Constrained(n),
-        None => BasicConstraints::Unconstrained,
-    });
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-    ];
+    set_ca_extensions(&mut params, ca);
     let certificate = match parent {
         Some(parent) => {
             params.use_authority_key_identifier_extension = true;
@@ -379,8 +417,43 @@ fn issue_leaf(
     let object = format!("certificate `{}`", cert.id);
     let (key, key_pem) = obtain_key(&object, existing_key, cert.key)?;
     let mut params = base_params(&object, &cert.subject, cert.validity, model.backdate, now)?;
-    params.is_ca = IsCa::ExplicitNoCa;
     params.use_authority_key_identifier_extension = true;
+    set_leaf_extensions(&mut params, cert, &object)?;
+    let certificate = params
+        .signed_by(&key, signer)
+        .map_err(|e| failed(&object, "signing the certificate", e))?;
+    Ok(IssuedCert {
+        der: certificate.der().to_vec(),
+        pem: certificate.pem(),
+        key: PrivateKey {
+            algorithm: cert.key.algorithm,
+            pem: key_pem,
+        },
+    })
+}
+
+/// Sets what a CA certificate requests: basicConstraints CA:TRUE with the CA's path
+/// length, and keyUsage digitalSignature, keyCertSign and cRLSign.
+pub(crate) fn set_ca_extensions(params: &mut CertificateParams, ca: &Ca) {
+    params.is_ca = IsCa::Ca(match ca.path_len {
+        Some(n) => BasicConstraints::Constrained(n),
+        None => BasicConstraints::Unconstrained,
+    });
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+    ];
+}
+
+/// Sets what a leaf requests: basicConstraints CA:FALSE, keyUsage digitalSignature (plus
+/// keyEncipherment for RSA), the extended key usages of its usage, and its SANs.
+pub(crate) fn set_leaf_extensions(
+    params: &mut CertificateParams,
+    cert: &Cert,
+    object: &str,
+) -> Result<(), IssueError> {
+    params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     if cert.key.algorithm.is_rsa() {
         params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
@@ -396,19 +469,9 @@ fn issue_leaf(
     params.subject_alt_names = cert
         .sans
         .iter()
-        .map(|san| san_type(&object, san))
+        .map(|san| san_type(object, san))
         .collect::<Result<_, _>>()?;
-    let certificate = params
-        .signed_by(&key, signer)
-        .map_err(|e| failed(&object, "signing the certificate", e))?;
-    Ok(IssuedCert {
-        der: certificate.der().to_vec(),
-        pem: certificate.pem(),
-        key: PrivateKey {
-            algorithm: cert.key.algorithm,
-            pem: key_pem,
-        },
-    })
+    Ok(())
 }
 
 fn base_params(
@@ -442,7 +505,7 @@ fn random_serial() -> Result<SerialNumber, aws_lc_rs::error::Unspecified> {
 ///
 /// rcgen keys a distinguished name by attribute type, so a second O or OU is added as a
 /// custom attribute with the same OID; the model allows at most two of each.
-fn distinguished_name(subject: &Subject) -> DistinguishedName {
+pub(crate) fn distinguished_name(subject: &Subject) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     if let Some(c) = &subject.country {
         dn.push(DnType::CountryName, c.as_str());
@@ -528,7 +591,7 @@ fn private_key(object: &str, key: &KeyPair, spec: KeySpec) -> Result<PrivateKey,
 }
 
 /// Encodes DER as PEM with `\n` line endings, as rcgen and openssl write it.
-fn pem_text(tag: &str, der: Vec<u8>) -> String {
+pub(crate) fn pem_text(tag: &str, der: Vec<u8>) -> String {
     let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
     pem::encode_config(&pem::Pem::new(tag, der), config)
 }

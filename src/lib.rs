@@ -5,10 +5,13 @@
 //! types), [`model`] (validated, resolved types), [`graph`] (dependency order),
 //! [`issue`] (keys and certificates), [`render`] (kubeconfigs and flag files),
 //! [`emit`] (files on disk), [`verify`] (chains and Kubernetes trust rules) and
-//! [`golden`] (public outputs and their comparison). [`check`] proves an existing tree,
-//! built by pkic or not, against the same trust rules.
+//! [`golden`] (public outputs and their comparison). [`csr`] writes the CSRs of
+//! certificates that a CA without a key in pkic signs, and verifies the certificates
+//! that come back. [`check`] proves an existing tree, built by pkic or not, against
+//! the same trust rules.
 
 pub mod check;
+pub mod csr;
 pub mod diag;
 pub mod emit;
 pub mod golden;

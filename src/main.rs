@@ -1,5 +1,6 @@
 //! Command line of pkic: parses arguments, dispatches to the pipeline, and maps the
-//! result to an exit code (0 ok, 1 check failed, 2 invalid input, 3 I/O error).
+//! result to an exit code (0 ok, 1 check failed, 2 invalid input, 3 I/O error, 4 plan
+//! found changes, 5 certificates await signature).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,7 +18,8 @@ use pkic::{Reporter, Verbosity};
     version,
     after_help = "Exit codes: 0 success; 1 verification failed or outputs differ from --check; \
                   2 invalid manifest or command line; 3 reading or writing files failed; \
-                  4 `pkic plan` found changes to make."
+                  4 `pkic plan` found changes to make; 5 `pkic build` wrote CSRs and waits for \
+                  their signed certificates."
 )]
 struct Cli {
     /// Print only errors.

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use time::OffsetDateTime;
 
+use crate::csr;
 use crate::diag::{Diagnostic, Located, Severity, Source};
 use crate::emit::{self, OutFile};
 use crate::graph::Graph;
@@ -28,6 +29,8 @@ pub enum Failure {
     Check(String),
     /// Reading or writing files failed (exit 3).
     Io(String),
+    /// The build wrote CSRs and waits for their signed certificates (exit 5).
+    AwaitingSignature(String),
 }
 
 impl Failure {
@@ -36,12 +39,16 @@ impl Failure {
             Failure::Check(_) => 1,
             Failure::Input(_) => 2,
             Failure::Io(_) => 3,
+            Failure::AwaitingSignature(_) => 5,
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
-            Failure::Input(m) | Failure::Check(m) | Failure::Io(m) => m,
+            Failure::Input(m)
+            | Failure::Check(m)
+            | Failure::Io(m)
+            | Failure::AwaitingSignature(m) => m,
         }
     }
 }
@@ -143,14 +150,18 @@ pub fn decide(loaded: &Loaded, out: Option<&Path>, now: OffsetDateTime) -> Resul
         renew_before: loaded.model.renew_before,
     };
     state::decide(&loaded.model, &loaded.order, out, now, renewal).map_err(|diagnostics| {
-        // A file in the output that exists but cannot be read is an I/O failure; every
+        // A file in the output that exists but cannot be read is an I/O failure. A
+        // signed certificate that fails its checks is a verification failure. Every
         // other state error is a manifest that no longer matches the tree.
         let unreadable = diagnostics
             .iter()
             .any(|d| d.message.starts_with("cannot read "));
+        let rejected = diagnostics.iter().any(csr::is_rejection);
         let text = loaded.render(diagnostics);
         if unreadable {
             Failure::Io(text)
+        } else if rejected {
+            Failure::Check(text)
         } else {
             Failure::Input(text)
         }
@@ -181,6 +192,10 @@ fn report_decisions(loaded: &Loaded, plan: &Plan, reporter: &Reporter) {
             Action::Create => format!("[issue] generated \"{id}\" {what} ({reasons})"),
             Action::Reissue => format!("[issue] reissued \"{id}\" {what}: {reasons}"),
             Action::Renew => format!("[issue] renewed \"{id}\" {what}: {reasons}"),
+            Action::Accept => format!("[issue] accepted \"{id}\" certificate: {reasons}"),
+            Action::AwaitSignature => {
+                format!("[issue] \"{id}\" awaits its signed certificate: {reasons}")
+            }
         };
         reporter.progress(&line);
     }
@@ -236,7 +251,9 @@ fn output_files(model: &Model, issued: &Issued, rendered: &[render::Rendered]) -
     // without a certificate, which the next build completes, never the reverse.
     for ca in &model.cas {
         let made = &issued.cas[&ca.id];
-        push(&ca.key_file.relative, &made.key.pem, true);
+        if !csr::key_unavailable(ca) {
+            push(&ca.key_file.relative, &made.key.pem, true);
+        }
         push(&ca.cert_file.relative, &made.pem, false);
         let files = &ca.rotation_files;
         if let (Some(trust), Some(pem)) = (&files.trust, issued.ca_trust.get(&ca.id)) {
@@ -327,11 +344,14 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
     let now = OffsetDateTime::now_utc();
     let writes = options.check.is_none() && options.update_golden.is_none();
     let plan = decide(&loaded, writes.then_some(options.out.as_path()), now)?;
+    if writes && csr::is_waiting(&plan) {
+        return write_requests(&loaded, &plan, options, now, reporter);
+    }
     let known = match writes {
         true => Verified::read(&options.out.join(VERIFIED_FILE)),
         false => Verified::default(),
     };
-    let built = compile(
+    let mut built = compile(
         &loaded,
         &plan,
         options.templates.as_deref(),
@@ -372,16 +392,23 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
         return Ok(());
     }
 
-    let stamp = now
-        .format(&time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .unwrap_or_else(|_| now.unix_timestamp().to_string());
+    let requests = csr::requests(&loaded.model, &plan, &options.out)
+        .map_err(|e| Failure::Io(e.to_string()))?;
+    built
+        .files
+        .extend(requests.into_iter().map(|request| request.csr));
+    let stamp = backup_stamp(now);
     let reserved = loaded.model.rotation_paths();
     let written = emit::write_all(&options.out, &built.files, &reserved, &stamp)
         .map_err(|e| Failure::Io(e.to_string()))?;
     emit::write_state(&options.out, VERIFIED_FILE, &built.verified.to_text())
         .map_err(|e| Failure::Io(e.to_string()))?;
+    emit::write_state(
+        &options.out,
+        csr::SIGNED_FILE,
+        &csr::signed_list(&loaded.model, &plan),
+    )
+    .map_err(|e| Failure::Io(e.to_string()))?;
     // The record follows the files it describes: a build killed before this line is
     // recorded by the next one, which only makes drop-old wait longer.
     if !plan.rotations.is_empty() || options.out.join(state::rotation::RECORD_FILE).exists() {
@@ -431,6 +458,55 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
     Ok(())
 }
 
+/// Returns the name of a build's backup directory: its UTC time.
+fn backup_stamp(now: OffsetDateTime) -> String {
+    now.format(&time::macros::format_description!(
+        "[year][month][day]T[hour][minute][second]Z"
+    ))
+    .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+/// Returns the files a build writes while certificates await signature: the key and
+/// CSR of each certificate that waits, and the CSRs of those already signed.
+fn request_files(requests: Vec<csr::Request>) -> Vec<OutFile> {
+    let mut files = Vec::new();
+    for request in requests {
+        if request.action == Action::AwaitSignature {
+            files.push(request.key);
+        }
+        files.push(request.csr);
+    }
+    files
+}
+
+/// Writes the keys and CSRs of a build whose certificates are not all signed yet, and
+/// nothing else, then fails with [`Failure::AwaitingSignature`].
+fn write_requests(
+    loaded: &Loaded,
+    plan: &Plan,
+    options: &BuildOptions,
+    now: OffsetDateTime,
+    reporter: &Reporter,
+) -> Result<(), Failure> {
+    let requests =
+        csr::requests(&loaded.model, plan, &options.out).map_err(|e| Failure::Io(e.to_string()))?;
+    let message = csr::waiting_message(plan, &requests, &options.out);
+    let files = request_files(requests);
+    let written = emit::write_some(&options.out, &files, &backup_stamp(now))
+        .map_err(|e| Failure::Io(e.to_string()))?;
+    for path in &written.changed {
+        reporter.detail(&format!("[write] {}", options.out.join(path).display()));
+        println!("{}", path.display());
+    }
+    if let Some(backup) = &written.backup {
+        reporter.progress(&format!(
+            "[write] previous versions of replaced files kept in {}",
+            backup.display()
+        ));
+    }
+    Err(Failure::AwaitingSignature(message))
+}
+
 /// Output format of `pkic plan`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -450,20 +526,29 @@ pub fn plan(
     let loaded = load(&options.manifest, &options.set, reporter)?;
     let now = at.unwrap_or_else(OffsetDateTime::now_utc);
     let plan = decide(&loaded, Some(options.out.as_path()), now)?;
-    let quiet = Reporter {
-        verbosity: crate::Verbosity::Quiet,
+    let requests = csr::requests(&loaded.model, &plan, &options.out)
+        .map_err(|e| Failure::Io(e.to_string()))?;
+    let rollout = if csr::is_waiting(&plan) {
+        let steps = csr::signing_steps(&plan, &requests, &options.out);
+        let files = request_files(requests);
+        rollout::awaiting_signature(&loaded.model, &plan, &options.out, &files, steps)
+    } else {
+        let quiet = Reporter {
+            verbosity: crate::Verbosity::Quiet,
+        };
+        let known = Verified::read(&options.out.join(VERIFIED_FILE));
+        let mut built = compile(
+            &loaded,
+            &plan,
+            options.templates.as_deref(),
+            now,
+            &known,
+            &quiet,
+        )?;
+        report_findings(&built.findings, reporter)?;
+        built.files.extend(request_files(requests));
+        rollout::rollout(&loaded.model, &plan, &options.out, &built.files)
     };
-    let known = Verified::read(&options.out.join(VERIFIED_FILE));
-    let built = compile(
-        &loaded,
-        &plan,
-        options.templates.as_deref(),
-        now,
-        &known,
-        &quiet,
-    )?;
-    report_findings(&built.findings, reporter)?;
-    let rollout = rollout::rollout(&loaded.model, &plan, &options.out, &built.files);
     match format {
         Format::Human => print!("{}", rollout::format_human(&rollout)),
         Format::Json => {

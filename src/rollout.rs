@@ -11,6 +11,7 @@ use std::path::{Component as PathComponent, Path};
 
 use serde::Serialize;
 
+use crate::csr;
 use crate::emit::{self, OutFile};
 use crate::graph::Graph;
 use crate::model::rotation::Stage;
@@ -45,6 +46,10 @@ pub struct ObjectChange {
     pub object: String,
     pub action: Action,
     pub reasons: Vec<String>,
+    /// CSR to sign, relative to the output directory, for a certificate that a CA
+    /// without a key in pkic signs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -72,48 +77,27 @@ impl Rollout {
 pub fn rollout(model: &Model, plan: &Plan, out: &Path, files: &[OutFile]) -> Rollout {
     let installs = model.install_paths();
     let changed: Vec<&OutFile> = emit::changed_files(out, files);
-    let mut objects: Vec<ObjectChange> = plan
-        .decisions
-        .iter()
-        .map(|(key, decision)| ObjectChange {
-            object: key.clone(),
-            action: decision.action,
-            reasons: decision.reasons.clone(),
-        })
-        .collect();
+    let mut objects = object_changes(model, plan);
     for (key, rotation) in &plan.rotations {
         if let Some(staged) = &rotation.staged {
             objects.push(ObjectChange {
                 object: format!("{key} (staged)"),
                 action: staged.action,
                 reasons: staged.reasons.clone(),
+                csr: None,
             });
         }
     }
     let staged = staged_files(model);
     let readers = node_readers(&installs, node_files_built(files));
-    let file_changes: Vec<FileChange> = changed
+    let unstaged: Vec<&OutFile> = changed
         .iter()
+        .copied()
         .filter(|file| !staged.contains(file.relative.as_path()))
-        .map(|file| {
-            let relative = file.relative.display().to_string();
-            FileChange {
-                host: hosts_of(model, &installs, &file.relative, &readers),
-                install: installs
-                    .get(&relative)
-                    .cloned()
-                    .unwrap_or_else(|| "-".into()),
-                change: if out.join(&file.relative).exists() {
-                    "update"
-                } else {
-                    "create"
-                },
-                file: relative,
-            }
-        })
         .collect();
-    let mut file_changes = file_changes;
+    let mut file_changes = file_changes(model, out, &unstaged, &installs, &readers);
     file_changes.extend(keys_of_reissued(model, plan, out, &changed, &installs));
+    file_changes.extend(accepted_files(model, plan, &changed, &installs));
     file_changes.extend(shared_files_for_new_nodes(model, out, &changed, &installs));
     let stale: Vec<_> = emit::stale_files(out, files, &model.rotation_paths())
         .into_iter()
@@ -360,6 +344,115 @@ fn rotation_steps(model: &Model, plan: &Plan, changed: &[&OutFile]) -> Vec<Strin
     steps
 }
 
+/// Computes the rollout of a build that waits for signed certificates. Such a build
+/// writes only `files` (keys and CSRs), so nothing is copied to hosts or restarted yet,
+/// and `steps` list what to sign.
+pub fn awaiting_signature(
+    model: &Model,
+    plan: &Plan,
+    out: &Path,
+    files: &[OutFile],
+    steps: Vec<String>,
+) -> Rollout {
+    let installs = model.install_paths();
+    let changed: Vec<&OutFile> = emit::changed_files(out, files);
+    let file_changes = file_changes(model, out, &changed, &installs, &BTreeMap::new())
+        .into_iter()
+        .map(|mut change| {
+            if change.install == "-" {
+                change.host = "none (send it to the CA's signer)".into();
+            }
+            change
+        })
+        .collect();
+    Rollout {
+        objects: object_changes(model, plan),
+        rotations: Vec::new(),
+        files: file_changes,
+        restarts: Vec::new(),
+        steps,
+    }
+}
+
+fn object_changes(model: &Model, plan: &Plan) -> Vec<ObjectChange> {
+    plan.decisions
+        .iter()
+        .map(|(key, decision)| ObjectChange {
+            object: key.clone(),
+            action: decision.action,
+            reasons: decision.reasons.clone(),
+            csr: csr::request_file_of(model, key).map(|p| p.display().to_string()),
+        })
+        .collect()
+}
+
+/// Returns where each changed file goes: its host and install path.
+fn file_changes(
+    model: &Model,
+    out: &Path,
+    changed: &[&OutFile],
+    installs: &BTreeMap<String, String>,
+    readers: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<FileChange> {
+    changed
+        .iter()
+        .map(|file| {
+            let relative = file.relative.display().to_string();
+            FileChange {
+                host: hosts_of(model, installs, &file.relative, readers),
+                install: installs
+                    .get(&relative)
+                    .cloned()
+                    .unwrap_or_else(|| "-".into()),
+                change: if out.join(&file.relative).exists() {
+                    "update"
+                } else {
+                    "create"
+                },
+                file: relative,
+            }
+        })
+        .collect()
+}
+
+/// Returns the certificate and key files of certificates signed outside pkic and
+/// accepted by this build: the operator placed them in the output directory, so they
+/// may be unchanged there, but no host has them yet.
+fn accepted_files(
+    model: &Model,
+    plan: &Plan,
+    changed: &[&OutFile],
+    installs: &BTreeMap<String, String>,
+) -> Vec<FileChange> {
+    let mut files = Vec::new();
+    for (key, decision) in &plan.decisions {
+        if decision.action != Action::Accept {
+            continue;
+        }
+        let pair = match key.split_once(':') {
+            Some(("cert", id)) => model.cert(id).map(|c| [&c.key_file, &c.cert_file]),
+            Some(("ca", id)) => model.ca(id).map(|c| [&c.key_file, &c.cert_file]),
+            _ => None,
+        };
+        for file in pair.into_iter().flatten() {
+            if changed.iter().any(|f| f.relative == file.relative) {
+                continue;
+            }
+            let relative = file.relative.display().to_string();
+            files.push(FileChange {
+                host: host_of(model, &file.relative),
+                install: installs
+                    .get(&relative)
+                    .cloned()
+                    .unwrap_or_else(|| "-".into()),
+                change: "create",
+                file: relative,
+            });
+        }
+    }
+    files
+}
+
 /// Returns the key files of reissued certificates whose key did not change in the output:
 /// a host may still hold another key, as when the output's key was replaced by hand.
 fn keys_of_reissued(
@@ -583,14 +676,18 @@ pub fn format_human(rollout: &Rollout) -> String {
         } else {
             format!(": {}", object.reasons.join("; "))
         };
+        let csr = match (&object.csr, object.action) {
+            (Some(path), Action::AwaitSignature) => format!(" (CSR {path})"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             text,
-            "  {:<8} {}{reasons}",
+            "  {:<8} {}{reasons}{csr}",
             object.action.to_string(),
             object.object
         );
     }
-    if rollout.files.is_empty() {
+    if rollout.files.is_empty() && rollout.steps.is_empty() {
         let _ = writeln!(text, "\nNo file would change.");
         return text;
     }

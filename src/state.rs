@@ -33,6 +33,11 @@ pub enum Action {
     Create,
     Reissue,
     Renew,
+    /// A certificate that a CA without a key in pkic must sign: pkic writes its CSR
+    /// and waits for the signed certificate (see `csr`).
+    AwaitSignature,
+    /// A certificate signed outside pkic, found in the tree and verified.
+    Accept,
 }
 
 impl fmt::Display for Action {
@@ -42,6 +47,8 @@ impl fmt::Display for Action {
             Action::Create => "create",
             Action::Reissue => "reissue",
             Action::Renew => "renew",
+            Action::AwaitSignature => "await-signature",
+            Action::Accept => "accept",
         })
     }
 }
@@ -146,19 +153,23 @@ pub fn decide(
         backdate: model.backdate,
     };
     let record = Record::read(out);
+    let external = crate::csr::External::read(model, out, now, renewal);
     // CAs first, in order, since leaves depend on their decisions; then the leaves,
     // which depend only on CAs, in parallel.
     for key in order {
         let decision = if let Some(id) = key.strip_prefix("ca:") {
             let ca = model.ca(id).expect("graph holds only declared CAs");
-            match &ca.rotation {
-                Some(rotation) => reader
+            if let Some(decision) = external.decide(key, &plan) {
+                decision
+            } else if let Some(rotation) = &ca.rotation {
+                reader
                     .decide_rotating_ca(model, ca, rotation, &plan, &record)
                     .map(|(decision, rotation)| {
                         plan.rotations.insert(key.clone(), rotation);
                         decision
-                    }),
-                None => reader.decide_ca(model, id, &plan),
+                    })
+            } else {
+                reader.decide_ca(model, id, &plan)
             }
         } else if let Some(id) = key.strip_prefix("service-account:") {
             let account = model
@@ -189,7 +200,10 @@ pub fn decide(
         .par_iter()
         .filter_map(|key| {
             let id = key.strip_prefix("cert:")?;
-            Some((key.clone(), reader.decide_leaf(model, id, &plan)))
+            let decision = external
+                .decide(key, &plan)
+                .unwrap_or_else(|| reader.decide_leaf(model, id, &plan));
+            Some((key.clone(), decision))
         })
         .collect();
     for (key, decision) in leaves {
@@ -260,7 +274,7 @@ impl Reader<'_> {
             return Ok(Decision {
                 action,
                 reasons: vec![reason],
-                reuse_key: Some(imported.key_pem.clone()),
+                reuse_key: imported.key_pem.clone(),
                 keep_cert: Some(imported.cert_der.clone()),
             });
         }
@@ -491,8 +505,10 @@ impl Reader<'_> {
         decision: &mut Decision,
     ) {
         let parent = plan.get(&format!("ca:{issuer}"));
+        // An accepted CA certificate signed outside pkic may be a renewal for the same
+        // key, which still verifies what the CA signed before.
         match parent.map(|p| p.action) {
-            Some(Action::Keep) | None => {}
+            Some(Action::Keep | Action::Accept) | None => {}
             Some(action) => {
                 decision.reissue(format!(
                     "issuer `{issuer}` is being {}",
@@ -539,7 +555,7 @@ impl Reader<'_> {
 }
 
 /// Returns a file's text, `None` when it does not exist, or an error naming the file.
-fn read_text(path: &Path) -> Result<Option<String>, String> {
+pub(crate) fn read_text(path: &Path) -> Result<Option<String>, String> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e)
@@ -583,7 +599,7 @@ fn issued_by(cert: &X509Certificate, issuer: &X509Certificate) -> bool {
 }
 
 /// Formats a positive number of seconds as whole days, or hours when under a day.
-fn format_remaining(seconds: i64) -> String {
+pub(crate) fn format_remaining(seconds: i64) -> String {
     match seconds / 86_400 {
         0 => format!("{} hours", seconds / 3600),
         1 => "1 day".to_string(),
@@ -600,22 +616,24 @@ impl Decision {
     }
 }
 
-fn action_past(action: Action) -> &'static str {
+pub(crate) fn action_past(action: Action) -> &'static str {
     match action {
         Action::Create => "created",
         Action::Reissue => "reissued",
         Action::Renew => "renewed",
         Action::Keep => "kept",
+        Action::AwaitSignature => "signed outside pkic",
+        Action::Accept => "accepted",
     }
 }
 
-fn parse(der: &[u8]) -> Result<X509Certificate<'_>, String> {
+pub(crate) fn parse(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     X509Certificate::from_der(der)
         .map(|(_, cert)| cert)
         .map_err(|e| format!("unparsable certificate: {e}"))
 }
 
-fn algorithm_change(cert: &X509Certificate, expected: KeyAlgorithm) -> Option<String> {
+pub(crate) fn algorithm_change(cert: &X509Certificate, expected: KeyAlgorithm) -> Option<String> {
     let found = algorithm_of_spki(cert.public_key());
     (found != Some(expected)).then(|| {
         format!(
@@ -650,7 +668,7 @@ fn format_subject(attributes: &[(&str, String)]) -> String {
         .join(", ")
 }
 
-fn subject_change(cert: &X509Certificate, subject: &Subject) -> Option<String> {
+pub(crate) fn subject_change(cert: &X509Certificate, subject: &Subject) -> Option<String> {
     let expected = expected_subject(subject);
     let found = found_subject(cert);
     (expected != found).then(|| {
@@ -684,7 +702,7 @@ fn san_change(cert: &X509Certificate, expected: &[San]) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
-fn usage_change(cert: &X509Certificate, usage: Usage) -> Option<String> {
+pub(crate) fn usage_change(cert: &X509Certificate, usage: Usage) -> Option<String> {
     let (server, client) = match cert.extended_key_usage() {
         Ok(Some(eku)) => (eku.value.server_auth, eku.value.client_auth),
         _ => (false, false),

@@ -138,6 +138,20 @@ impl<'m> Slots<'m, '_, '_> {
             self.unknown(slot, flag, name, "CA");
             return None;
         };
+        if ca.imported.as_ref().is_some_and(|i| i.key_pem.is_none()) {
+            self.checker
+                .error(
+                    format!("{}.{slot}", self.path),
+                    format!(
+                        "{flag} names CA `{name}`, which is imported without its key, but the \
+                         component signs with the key"
+                    ),
+                )
+                .help = Some(format!(
+                "give the key of `{name}` in `import-key`, or name a CA whose key pkic has"
+            ));
+            return None;
+        }
         self.depends_on.push(format!("ca:{name}"));
         self.refs.insert(slot.to_string(), name.to_string());
         Some(ca)

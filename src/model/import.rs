@@ -1,8 +1,9 @@
 //! Imported CAs: an existing CA certificate and key, read from outside the output
 //! directory and checked before anything is signed with them. pkic copies them into the
-//! output tree and never rewrites the originals.
+//! output tree and never rewrites the originals. A CA imported without its key signs
+//! nothing in pkic; `csr` handles the certificates below it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rcgen::KeyPair;
@@ -23,11 +24,13 @@ pub(super) struct Found {
     pub path_len: Option<u8>,
 }
 
-/// Reads and checks the CA that `import-cert` and `import-key` name, if any.
+/// Reads and checks the CA that `import-cert` and `import-key` name, if any. A CA
+/// with `import-cert` alone is one whose key pkic never reads. It signs nothing in pkic,
+/// which writes a CSR for each certificate below it instead.
 pub(super) fn import_ca(checker: &mut Checker, path: &str, raw: &RawCa) -> Option<Found> {
     let (cert_text, key_text) = match (&raw.import_cert, &raw.import_key) {
         (None, None) => return None,
-        (Some(cert), Some(key)) => (cert, key),
+        (Some(cert), key) => (cert, key.as_ref()),
         (None, Some(_)) => {
             checker
                 .error(
@@ -35,15 +38,6 @@ pub(super) fn import_ca(checker: &mut Checker, path: &str, raw: &RawCa) -> Optio
                     "`import-key` needs `import-cert`",
                 )
                 .help = Some("name the CA certificate of this key in `import-cert`".into());
-            return None;
-        }
-        (Some(_), None) => {
-            checker
-                .error(
-                    format!("{path}.import-cert"),
-                    "signing with a CA whose key is not available is not supported",
-                )
-                .help = Some("give the CA's key in `import-key`".into());
             return None;
         }
     };
@@ -56,7 +50,6 @@ pub(super) fn import_ca(checker: &mut Checker, path: &str, raw: &RawCa) -> Optio
             .help = Some("remove `subject`, `key-algorithm` and `validity` from this CA".into());
     }
     let cert_path = checker.manifest_dir.join(cert_text);
-    let key_path = checker.manifest_dir.join(key_text);
     let cert_der = match read_certificate(&cert_path) {
         Ok(der) => der,
         Err(message) => {
@@ -64,23 +57,28 @@ pub(super) fn import_ca(checker: &mut Checker, path: &str, raw: &RawCa) -> Optio
             return None;
         }
     };
-    let key_pem = match read_key(&key_path) {
-        Ok(pem) => pem,
-        Err((message, help)) => {
-            checker.error(format!("{path}.import-key"), message).help = Some(help);
-            return None;
+    let key = match key_text {
+        None => None,
+        Some(text) => {
+            let key_path = checker.manifest_dir.join(text);
+            match read_key(&key_path) {
+                Ok(pem) => Some((key_path, pem)),
+                Err((message, help)) => {
+                    checker.error(format!("{path}.import-key"), message).help = Some(help);
+                    return None;
+                }
+            }
         }
     };
-    check_imported(checker, path, &cert_path, &key_path, cert_der, key_pem)
+    check_imported(checker, path, &cert_path, key, cert_der)
 }
 
 fn check_imported(
     checker: &mut Checker,
     path: &str,
     cert_path: &Path,
-    key_path: &Path,
+    key: Option<(PathBuf, String)>,
     cert_der: Vec<u8>,
-    key_pem: String,
 ) -> Option<Found> {
     let shown = cert_path.display();
     let Ok((_, cert)) = X509Certificate::from_der(&cert_der) else {
@@ -132,7 +130,9 @@ fn check_imported(
         );
         return None;
     }
-    if !key_matches(&key_pem, &cert) {
+    if let Some((key_path, key_pem)) = &key
+        && !key_matches(key_pem, &cert)
+    {
         checker
             .error(
                 format!("{path}.import-key"),
@@ -155,7 +155,7 @@ fn check_imported(
     Some(Found {
         ca: ImportedCa {
             cert_der,
-            key_pem,
+            key_pem: key.map(|(_, pem)| pem),
             source: cert_path.to_path_buf(),
         },
         subject,

@@ -134,7 +134,9 @@ impl Ca {
 #[derive(Debug, Clone)]
 pub struct ImportedCa {
     pub cert_der: Vec<u8>,
-    pub key_pem: String,
+    /// The CA's private key, or `None` for a CA imported with `import-cert` alone (an
+    /// offline root or an HSM): pkic then writes CSRs for what it signs.
+    pub key_pem: Option<String>,
     pub source: PathBuf,
 }
 
