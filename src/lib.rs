@@ -6,8 +6,10 @@
 //! [`issue`] (keys and certificates), [`render`] (kubeconfigs and flag files),
 //! [`emit`] (files on disk), [`verify`] (chains and Kubernetes trust rules) and
 //! [`golden`] (public outputs and their comparison). [`check`] proves an existing tree,
-//! built by pkic or not, against the same trust rules.
+//! built by pkic or not, against the same trust rules, and [`adopt`] turns such a tree
+//! into a manifest and an output directory that a build keeps as it is.
 
+pub mod adopt;
 pub mod check;
 pub mod diag;
 pub mod emit;
