@@ -103,7 +103,18 @@ pub fn changed_files<'f>(out: &Path, files: &'f [OutFile]) -> Vec<&'f OutFile> {
 }
 
 /// Name of the file, inside the output directory, that lists the files a build wrote.
-const OUTPUT_LIST: &str = ".pkic-outputs";
+pub const OUTPUT_LIST: &str = ".pkic-outputs";
+
+/// Returns the text of [`OUTPUT_LIST`] for `files`: one relative path per line.
+pub fn output_list(files: &[OutFile]) -> String {
+    let mut list = files
+        .iter()
+        .map(|f| f.relative.display().to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    list.push('\n');
+    list
+}
 
 /// Returns the files that an earlier build wrote under `out` and that `files` no
 /// longer includes, such as those of a removed node. `reserved` names files that only

@@ -8,8 +8,10 @@
 //! [`golden`] (public outputs and their comparison). [`csr`] writes the CSRs of
 //! certificates that a CA without a key in pkic signs, and verifies the certificates
 //! that come back. [`check`] proves an existing tree, built by pkic or not, against
-//! the same trust rules.
+//! the same trust rules, and [`adopt`] turns such a tree into a manifest and an output
+//! directory that a build keeps as it is.
 
+pub mod adopt;
 pub mod check;
 pub mod csr;
 pub mod diag;

@@ -39,12 +39,29 @@ enum Command {
     /// Show what `pkic build` would create, reissue, renew or keep, and the rollout
     /// runbook, without writing anything. Exits 4 when something would change.
     Plan(PlanArgs),
+    /// Adopt an existing PKI directory: write a manifest that describes it and copy its
+    /// files into the output directory, so that the next build keeps them unchanged.
+    Init(InitArgs),
     /// Print the objects of a manifest in dependency order, issuers first.
     Graph(ManifestArgs),
     /// Check an existing PKI tree against Kubernetes' trust rules: a kubeadm
     /// /etc/kubernetes, its pki directory, a pkic output directory, or any tree that
     /// --map describes. Exits 1 when it finds an error.
     Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    /// Directory to adopt: a kubeadm /etc/kubernetes, its pki directory, or a pkic
+    /// output directory. It is only read.
+    #[arg(long, value_name = "DIR")]
+    from: PathBuf,
+    /// Manifest to write; init fails if it exists.
+    #[arg(short, long, default_value = "pki.toml")]
+    manifest: PathBuf,
+    /// Output directory to copy the adopted files into; it must be missing or empty.
+    #[arg(short, long, default_value = "out")]
+    out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +204,14 @@ fn main() -> ExitCode {
                 Ok(false) => Ok(()),
                 Err(failure) => Err(failure),
             }
+        }
+        Command::Init(args) => {
+            let options = pkic::adopt::InitOptions {
+                from: args.from,
+                manifest: args.manifest,
+                out: args.out,
+            };
+            pkic::adopt::run(&options, &reporter)
         }
         Command::Graph(args) => graph(&args, &reporter),
         Command::Check(args) => {

@@ -530,8 +530,10 @@ impl Reader<'_> {
         let not_before = cert.validity().not_before.timestamp();
         let not_after = cert.validity().not_after.timestamp();
         let span = Duration::from_secs((not_after - not_before).max(0) as u64);
-        let expected = validity + self.backdate;
-        if span != expected {
+        // pkic backdates `notBefore` by `backdate`, while openssl and kubeadm write
+        // certificates whose span is the validity alone or carries a shorter backdate.
+        // Any span from `validity` to `validity + backdate` is the declared validity.
+        if span < validity || span > validity + self.backdate {
             decision.reissue(format!(
                 "validity changed from {} to {}",
                 format_duration(span.saturating_sub(self.backdate)),
@@ -668,10 +670,17 @@ fn format_subject(attributes: &[(&str, String)]) -> String {
         .join(", ")
 }
 
+/// Compares the subject attributes regardless of their order: openssl writes them in
+/// the order of `-subj` (often CN first), and the order changes no identity that
+/// Kubernetes reads. A kept CA's subject is copied in its own order by `issue`.
 pub(crate) fn subject_change(cert: &X509Certificate, subject: &Subject) -> Option<String> {
     let expected = expected_subject(subject);
     let found = found_subject(cert);
-    (expected != found).then(|| {
+    let mut expected_sorted = expected.clone();
+    let mut found_sorted = found.clone();
+    expected_sorted.sort();
+    found_sorted.sort();
+    (expected_sorted != found_sorted).then(|| {
         format!(
             "subject changed from \"{}\" to \"{}\"",
             format_subject(&found),

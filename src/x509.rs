@@ -5,7 +5,7 @@ use rcgen::{KeyPair, PublicKeyData};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
-use crate::model::{KeyAlgorithm, San};
+use crate::model::{KeyAlgorithm, San, Subject};
 
 /// Returns the algorithm of a PEM private key, if it is readable and supported.
 /// True when the PEM private key is the key of `cert`.
@@ -164,6 +164,24 @@ pub fn found_subject(cert: &X509Certificate) -> Vec<(&'static str, String)> {
             (name, attr.as_str().unwrap_or("").to_string())
         })
         .collect()
+}
+
+/// Returns the subject of a certificate as a model value. Attributes other than C, ST,
+/// L, O, OU and CN are dropped; [`found_subject`] lists them as `?`.
+pub fn subject_of(cert: &X509Certificate) -> Subject {
+    let mut subject = Subject::default();
+    for (name, value) in found_subject(cert) {
+        match name {
+            "CN" => subject.common_name = Some(value),
+            "O" => subject.organizations.push(value),
+            "OU" => subject.organizational_units.push(value),
+            "C" => subject.country = Some(value),
+            "ST" => subject.state = Some(value),
+            "L" => subject.locality = Some(value),
+            _ => {}
+        }
+    }
+    subject
 }
 
 /// Returns the SANs of a certificate as model values.

@@ -20,6 +20,10 @@ pub struct Kubeconfig {
     pub purpose: Purpose,
     pub node: Option<String>,
     pub server: Option<String>,
+    /// Names of the current context, its cluster and its user.
+    pub context_name: String,
+    pub cluster_name: String,
+    pub user_name: String,
     pub ca: Option<String>,
     pub client_cert: Option<String>,
     pub client_key: Option<String>,
@@ -115,7 +119,7 @@ pub fn load(
             }
         };
         match select(&raw) {
-            Ok((cluster, user)) => {
+            Ok((context, cluster, user)) => {
                 let mut reader = Reader {
                     layout,
                     store,
@@ -123,7 +127,11 @@ pub fn load(
                     reference,
                     problems: &mut problems,
                 };
-                loaded.push(reader.read(cluster, user));
+                let mut kubeconfig = reader.read(&cluster.cluster, &user.user);
+                kubeconfig.context_name = context.name.clone();
+                kubeconfig.cluster_name = cluster.name.clone();
+                kubeconfig.user_name = user.name.clone();
+                loaded.push(kubeconfig);
             }
             Err(message) => problems.push(invalid(message)),
         }
@@ -131,8 +139,8 @@ pub fn load(
     (loaded, problems)
 }
 
-/// Returns the cluster and user of the current context, or of the only context.
-fn select(raw: &RawConfig) -> Result<(&RawCluster, &RawUser), String> {
+/// Returns the current context, or the only context, with its cluster and user.
+fn select(raw: &RawConfig) -> Result<(&NamedContext, &NamedCluster, &NamedUser), String> {
     let context = match &raw.current_context {
         Some(name) if !name.is_empty() => raw
             .contexts
@@ -165,7 +173,7 @@ fn select(raw: &RawConfig) -> Result<(&RawCluster, &RawUser), String> {
                 context.name, context.context.user
             )
         })?;
-    Ok((&cluster.cluster, &user.user))
+    Ok((context, cluster, user))
 }
 
 struct Reader<'a> {
@@ -221,6 +229,9 @@ impl Reader<'_> {
             purpose: self.reference.purpose,
             node: self.reference.node.clone(),
             server: cluster.server.clone(),
+            context_name: String::new(),
+            cluster_name: String::new(),
+            user_name: String::new(),
             ca,
             client_cert,
             client_key,

@@ -25,19 +25,19 @@ mod etcd;
 mod expiry;
 pub mod findings;
 mod intent;
-mod inventory;
-mod keys;
+pub(crate) mod inventory;
+pub(crate) mod keys;
 mod kubeadm;
-mod kubeconfig;
+pub(crate) mod kubeconfig;
 pub mod layout;
 mod mapfile;
 mod report;
 mod roles;
 mod service_account;
-mod store;
+pub(crate) mod store;
 mod tls;
 mod topology;
-mod x509;
+pub(crate) mod x509;
 
 pub use discover::Overrides;
 pub use findings::{Finding, Level};
@@ -102,10 +102,24 @@ impl Context {
     }
 }
 
-/// Loads the tree under `options.dir` and runs every rule at `now`.
-fn inspect(options: &CheckOptions, now: OffsetDateTime) -> Result<report::Report, String> {
-    let layout = discover::discover(&options.dir, options.map.as_deref(), &options.overrides)?;
-    let mut store = Store::new(&options.dir);
+/// A tree read from disk: its layout, every certificate and key file, and its
+/// kubeconfigs, with the findings met while reading them.
+pub(crate) struct Tree {
+    pub layout: Layout,
+    pub store: Store,
+    pub inventory: Inventory,
+    pub kubeconfigs: Vec<Kubeconfig>,
+    pub found: Vec<Finding>,
+}
+
+/// Recognises the layout of `dir` and reads every certificate, key and kubeconfig in it.
+pub(crate) fn load_tree(
+    dir: &std::path::Path,
+    map: Option<&std::path::Path>,
+    overrides: &Overrides,
+) -> Result<Tree, String> {
+    let layout = discover::discover(dir, map, overrides)?;
+    let mut store = Store::new(dir);
     let mut inventory = Inventory::default();
     let (kubeconfigs, mut found) = kubeconfig::load(&layout, &mut store, &mut inventory);
     inventory.add_flags(&layout, &mut store);
@@ -113,6 +127,24 @@ fn inspect(options: &CheckOptions, now: OffsetDateTime) -> Result<report::Report
     inventory.add_other_files(&mut store);
     found.extend(layout.notes.iter().cloned());
     found.append(&mut inventory.notes);
+    Ok(Tree {
+        layout,
+        store,
+        inventory,
+        kubeconfigs,
+        found,
+    })
+}
+
+/// Loads the tree under `options.dir` and runs every rule at `now`.
+fn inspect(options: &CheckOptions, now: OffsetDateTime) -> Result<report::Report, String> {
+    let Tree {
+        layout,
+        store,
+        inventory,
+        kubeconfigs,
+        mut found,
+    } = load_tree(&options.dir, options.map.as_deref(), &options.overrides)?;
     let ctx = Context {
         layout,
         store,

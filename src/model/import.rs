@@ -12,7 +12,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{Checker, ImportedCa, KeyAlgorithm, Subject};
 use crate::manifest::RawCa;
-use crate::x509::{algorithm_of_spki, found_subject, key_matches};
+use crate::x509::{algorithm_of_spki, key_matches, subject_of};
 
 /// Facts of an imported CA that the model uses.
 pub(super) struct Found {
@@ -163,22 +163,6 @@ fn check_imported(
         remaining: Duration::from_secs((not_after - now) as u64),
         path_len,
     })
-}
-
-fn subject_of(cert: &X509Certificate) -> Subject {
-    let mut subject = Subject::default();
-    for (name, value) in found_subject(cert) {
-        match name {
-            "CN" => subject.common_name = Some(value),
-            "O" => subject.organizations.push(value),
-            "OU" => subject.organizational_units.push(value),
-            "C" => subject.country = Some(value),
-            "ST" => subject.state = Some(value),
-            "L" => subject.locality = Some(value),
-            _ => {}
-        }
-    }
-    subject
 }
 
 fn read_certificate(path: &Path) -> Result<Vec<u8>, String> {
