@@ -403,12 +403,11 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
         .map_err(|e| Failure::Io(e.to_string()))?;
     emit::write_state(&options.out, VERIFIED_FILE, &built.verified.to_text())
         .map_err(|e| Failure::Io(e.to_string()))?;
-    emit::write_state(
-        &options.out,
-        csr::SIGNED_FILE,
-        &csr::signed_list(&loaded.model, &plan),
-    )
-    .map_err(|e| Failure::Io(e.to_string()))?;
+    let signed = csr::signed_list(&loaded.model, &plan);
+    if !signed.is_empty() || options.out.join(csr::SIGNED_FILE).exists() {
+        emit::write_state(&options.out, csr::SIGNED_FILE, &signed)
+            .map_err(|e| Failure::Io(e.to_string()))?;
+    }
     // The record follows the files it describes: a build killed before this line is
     // recorded by the next one, which only makes drop-old wait longer.
     if !plan.rotations.is_empty() || options.out.join(state::rotation::RECORD_FILE).exists() {
