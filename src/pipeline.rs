@@ -13,6 +13,7 @@ use crate::graph::Graph;
 use crate::issue::{self, Issued};
 use crate::manifest::{self, Variables};
 use crate::model::{self, Model};
+use crate::progress::Progress;
 use crate::render::{self, KubeconfigMode, Templates};
 use crate::rollout;
 use crate::state::{self, Action, Plan, Record, Renewal};
@@ -195,10 +196,14 @@ pub fn compile(
     now: OffsetDateTime,
     known: &Verified,
     reporter: &Reporter,
+    progress: &Progress,
 ) -> Result<Built, Failure> {
     let model = &loaded.model;
-    let issued = issue::issue_all(model, &loaded.order, plan, now)
-        .map_err(|e| Failure::Io(e.to_string()))?;
+    let keys = model.cas.len() + model.certs.len() + model.service_accounts.len();
+    let bar = progress.counted("issuing", keys as u64);
+    let issued = issue::issue_all(model, &loaded.order, plan, now, &bar);
+    bar.finish_and_clear();
+    let issued = issued.map_err(|e| Failure::Io(e.to_string()))?;
     report_decisions(loaded, plan, reporter);
 
     let template_dir = templates
@@ -213,7 +218,9 @@ pub fn compile(
 
     let files = output_files(model, &issued, &rendered);
     let public = golden::public_outputs(model, &issued, &path_mode, &files);
+    let bar = progress.spinner("verifying chains, kubeconfigs and connections");
     let (findings, verified) = verify::verify(model, &issued, SystemTime::from(now), known);
+    bar.finish_and_clear();
     Ok(Built {
         verified,
         issued,
@@ -326,7 +333,11 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
     let loaded = load(&options.manifest, &options.set, reporter)?;
     let now = OffsetDateTime::now_utc();
     let writes = options.check.is_none() && options.update_golden.is_none();
-    let plan = decide(&loaded, writes.then_some(options.out.as_path()), now)?;
+    let progress = Progress::for_build(&loaded.model, reporter.verbosity);
+    let bar = progress.spinner("reading existing keys and certificates");
+    let plan = decide(&loaded, writes.then_some(options.out.as_path()), now);
+    bar.finish_and_clear();
+    let plan = plan?;
     let known = match writes {
         true => Verified::read(&options.out.join(VERIFIED_FILE)),
         false => Verified::default(),
@@ -338,6 +349,7 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
         now,
         &known,
         reporter,
+        &progress,
     )?;
     report_findings(&built.findings, reporter)?;
 
@@ -378,8 +390,10 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
         ))
         .unwrap_or_else(|_| now.unix_timestamp().to_string());
     let reserved = loaded.model.rotation_paths();
-    let written = emit::write_all(&options.out, &built.files, &reserved, &stamp)
-        .map_err(|e| Failure::Io(e.to_string()))?;
+    let bar = progress.spinner("writing files");
+    let written = emit::write_all(&options.out, &built.files, &reserved, &stamp);
+    bar.finish_and_clear();
+    let written = written.map_err(|e| Failure::Io(e.to_string()))?;
     emit::write_state(&options.out, VERIFIED_FILE, &built.verified.to_text())
         .map_err(|e| Failure::Io(e.to_string()))?;
     // The record follows the files it describes: a build killed before this line is
@@ -394,7 +408,7 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
     }
     for path in &written.changed {
         reporter.detail(&format!("[write] {}", options.out.join(path).display()));
-        println!("{}", path.display());
+        reporter.result(&path.display().to_string());
     }
     for path in &written.removed {
         reporter.progress(&format!(
@@ -461,6 +475,7 @@ pub fn plan(
         now,
         &known,
         &quiet,
+        &Progress::hidden(),
     )?;
     report_findings(&built.findings, reporter)?;
     let rollout = rollout::rollout(&loaded.model, &plan, &options.out, &built.files);
