@@ -76,6 +76,14 @@ impl Graph {
         self.edges.entry(key.to_string()).or_default().insert(on);
     }
 
+    /// Returns the nodes that `key` depends on, directly, in sorted order.
+    pub fn dependencies(&self, key: &str) -> Vec<&str> {
+        self.edges
+            .get(key)
+            .map(|deps| deps.iter().map(String::as_str).collect())
+            .unwrap_or_default()
+    }
+
     /// Returns the nodes that depend on `key`, directly.
     pub fn dependents(&self, key: &str) -> Vec<&str> {
         self.edges

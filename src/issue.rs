@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use indicatif::ProgressBar;
 use rayon::prelude::*;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
@@ -88,12 +89,14 @@ pub struct Issued {
 type Signer = Issuer<'static, KeyPair>;
 
 /// Issues every key and certificate of `model` that `plan` does not keep, and loads the
-/// kept ones. `order` is the graph's topological order.
+/// kept ones. `order` is the graph's topological order. `progress` advances by one per
+/// CA, certificate and service-account key, from the rayon workers too.
 pub fn issue_all(
     model: &Model,
     order: &[String],
     plan: &Plan,
     now: OffsetDateTime,
+    progress: &ProgressBar,
 ) -> Result<Issued, IssueError> {
     let mut issued = Issued::default();
     let mut signers: BTreeMap<String, Signer> = BTreeMap::new();
@@ -143,6 +146,7 @@ pub fn issue_all(
         }
         signers.insert(id.to_string(), signer);
         issued.cas.insert(id.to_string(), cert);
+        progress.inc(1);
     }
 
     let ca_not_after: BTreeMap<&str, OffsetDateTime> = issued
@@ -175,6 +179,7 @@ pub fn issue_all(
                     })
                 }
             };
+            progress.inc(1);
             result.map(|issued| (cert.id.clone(), issued))
         })
         .collect();
@@ -220,6 +225,7 @@ pub fn issue_all(
                 public_pem,
                 published_pem,
             };
+            progress.inc(1);
             Ok((account.id.clone(), pair, staged_key))
         })
         .collect();

@@ -22,13 +22,14 @@ pub mod issue;
 pub mod manifest;
 pub mod model;
 pub mod pipeline;
+pub mod progress;
 pub mod render;
 pub mod rollout;
 pub mod state;
 pub mod verify;
 pub mod x509;
 
-/// How much a run prints on stderr.
+/// How much a run prints: progress and warnings on stderr, the written files on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verbosity {
     Quiet,
@@ -61,6 +62,13 @@ impl Reporter {
     pub fn warn(&self, text: &str) {
         if self.verbosity >= Verbosity::Normal {
             eprintln!("{}", text.trim_end());
+        }
+    }
+
+    /// Prints a result line on stdout, such as the path of a written file, unless `-q`.
+    pub fn result(&self, line: &str) {
+        if self.verbosity >= Verbosity::Normal {
+            println!("{line}");
         }
     }
 

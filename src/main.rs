@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use pkic::pipeline::{self, BuildOptions, Failure, Format};
 use pkic::{Reporter, Verbosity};
 
@@ -22,10 +23,11 @@ use pkic::{Reporter, Verbosity};
                   their signed certificates."
 )]
 struct Cli {
-    /// Print only errors.
+    /// Print only errors; `plan`, `graph` and `check` still print their results.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
-    /// Also print every file written.
+    /// Also print every file written (`build`) or the objects each object
+    /// depends on (`graph`). `plan` rejects it.
     #[arg(short, long, global = true)]
     verbose: bool,
     #[command(subcommand)]
@@ -170,6 +172,15 @@ fn parse_assignment(text: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.verbose && matches!(cli.command, Command::Plan(_)) {
+        Cli::command()
+            .error(
+                ErrorKind::ArgumentConflict,
+                "`pkic plan` has no `-v`: it always lists every key and certificate, kept \
+                 ones too; run it without `-v`",
+            )
+            .exit();
+    }
     let verbosity = if cli.quiet {
         Verbosity::Quiet
     } else if cli.verbose {
@@ -245,8 +256,21 @@ fn main() -> ExitCode {
 fn graph(args: &ManifestArgs, reporter: &Reporter) -> Result<(), Failure> {
     let set = args.set.iter().cloned().collect();
     let loaded = pipeline::load(&args.manifest, &set, reporter)?;
+    if reporter.verbosity < Verbosity::Verbose {
+        for key in &loaded.order {
+            println!("{key}");
+        }
+        return Ok(());
+    }
+    // With `-v`, each line also names the objects the object depends on.
+    let graph = pkic::graph::Graph::from_model(&loaded.model);
     for key in &loaded.order {
-        println!("{key}");
+        let dependencies = graph.dependencies(key);
+        if dependencies.is_empty() {
+            println!("{key}");
+        } else {
+            println!("{key} <- {}", dependencies.join(", "));
+        }
     }
     Ok(())
 }

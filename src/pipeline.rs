@@ -14,6 +14,7 @@ use crate::graph::Graph;
 use crate::issue::{self, Issued};
 use crate::manifest::{self, Variables};
 use crate::model::{self, Model};
+use crate::progress::Progress;
 use crate::render::{self, KubeconfigMode, Templates};
 use crate::rollout;
 use crate::state::{self, Action, Plan, Record, Renewal};
@@ -210,10 +211,14 @@ pub fn compile(
     now: OffsetDateTime,
     known: &Verified,
     reporter: &Reporter,
+    progress: &Progress,
 ) -> Result<Built, Failure> {
     let model = &loaded.model;
-    let issued = issue::issue_all(model, &loaded.order, plan, now)
-        .map_err(|e| Failure::Io(e.to_string()))?;
+    let keys = model.cas.len() + model.certs.len() + model.service_accounts.len();
+    let bar = progress.counted("issuing", keys as u64);
+    let issued = issue::issue_all(model, &loaded.order, plan, now, &bar);
+    bar.finish_and_clear();
+    let issued = issued.map_err(|e| Failure::Io(e.to_string()))?;
     report_decisions(loaded, plan, reporter);
 
     let template_dir = templates
@@ -228,7 +233,9 @@ pub fn compile(
 
     let files = output_files(model, &issued, &rendered);
     let public = golden::public_outputs(model, &issued, &path_mode, &files);
+    let bar = progress.spinner("verifying chains, kubeconfigs and connections");
     let (findings, verified) = verify::verify(model, &issued, SystemTime::from(now), known);
+    bar.finish_and_clear();
     Ok(Built {
         verified,
         issued,
@@ -343,7 +350,11 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
     let loaded = load(&options.manifest, &options.set, reporter)?;
     let now = OffsetDateTime::now_utc();
     let writes = options.check.is_none() && options.update_golden.is_none();
-    let plan = decide(&loaded, writes.then_some(options.out.as_path()), now)?;
+    let progress = Progress::for_build(&loaded.model, reporter.verbosity);
+    let bar = progress.spinner("reading existing keys and certificates");
+    let plan = decide(&loaded, writes.then_some(options.out.as_path()), now);
+    bar.finish_and_clear();
+    let plan = plan?;
     if writes && csr::is_waiting(&plan) {
         return write_requests(&loaded, &plan, options, now, reporter);
     }
@@ -358,6 +369,7 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
         now,
         &known,
         reporter,
+        &progress,
     )?;
     report_findings(&built.findings, reporter)?;
 
@@ -399,8 +411,10 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
         .extend(requests.into_iter().map(|request| request.csr));
     let stamp = backup_stamp(now);
     let reserved = loaded.model.rotation_paths();
-    let written = emit::write_all(&options.out, &built.files, &reserved, &stamp)
-        .map_err(|e| Failure::Io(e.to_string()))?;
+    let bar = progress.spinner("writing files");
+    let written = emit::write_all(&options.out, &built.files, &reserved, &stamp);
+    bar.finish_and_clear();
+    let written = written.map_err(|e| Failure::Io(e.to_string()))?;
     emit::write_state(&options.out, VERIFIED_FILE, &built.verified.to_text())
         .map_err(|e| Failure::Io(e.to_string()))?;
     let signed = csr::signed_list(&loaded.model, &plan);
@@ -420,7 +434,7 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
     }
     for path in &written.changed {
         reporter.detail(&format!("[write] {}", options.out.join(path).display()));
-        println!("{}", path.display());
+        reporter.result(&path.display().to_string());
     }
     for path in &written.removed {
         reporter.progress(&format!(
@@ -495,7 +509,7 @@ fn write_requests(
         .map_err(|e| Failure::Io(e.to_string()))?;
     for path in &written.changed {
         reporter.detail(&format!("[write] {}", options.out.join(path).display()));
-        println!("{}", path.display());
+        reporter.result(&path.display().to_string());
     }
     if let Some(backup) = &written.backup {
         reporter.progress(&format!(
@@ -543,6 +557,7 @@ pub fn plan(
             now,
             &known,
             &quiet,
+            &Progress::hidden(),
         )?;
         report_findings(&built.findings, reporter)?;
         built.files.extend(request_files(requests));

@@ -120,7 +120,15 @@ fn problems(
         return Ok(Problems::Found(found));
     }
 
-    let built = pipeline::compile(&loaded, &plan, None, now, &Verified::default(), quiet)?;
+    let built = pipeline::compile(
+        &loaded,
+        &plan,
+        None,
+        now,
+        &Verified::default(),
+        quiet,
+        &crate::progress::Progress::hidden(),
+    )?;
     for finding in built
         .findings
         .iter()
