@@ -32,9 +32,9 @@ use crate::diag::Diagnostic;
 use crate::emit::OutFile;
 use crate::issue::{self, IssueError};
 use crate::model::values::format_duration;
-use crate::model::{Ca, Cert, KeySpec, Model, OutputFile, San, Subject};
+use crate::model::{Ca, Cert, KeySpec, Model, OutputFile, Subject};
 use crate::state::{self, Action, Decision, Plan, Renewal};
-use crate::x509::{found_sans, key_algorithm_of, key_matches, public_key_of_pem};
+use crate::x509::{key_algorithm_of, key_matches, public_key_of_pem};
 
 /// File in the output directory that lists the SHA-256 digests of the externally
 /// signed certificates that a build accepted.
@@ -158,7 +158,11 @@ impl<'m> Target<'m> {
         let key_usage = cert.key_usage().ok().flatten().map(|u| u.value);
         match self {
             Target::Leaf(leaf) => {
-                changes.extend(san_difference(cert, &leaf.sans));
+                changes.extend(state::san_difference(
+                    cert,
+                    &leaf.sans,
+                    ["SANs missing", "SANs not declared"],
+                ));
                 changes.extend(state::usage_change(cert, leaf.usage));
                 if constraints.is_some_and(|c| c.ca) {
                     changes.push("it is a CA certificate (basicConstraints CA:TRUE)".into());
@@ -188,28 +192,6 @@ impl<'m> Target<'m> {
         }
         changes
     }
-}
-
-/// Returns the SANs that `cert` lacks or has beyond `declared`, in the words of a
-/// certificate judged against the manifest.
-fn san_difference(cert: &X509Certificate, declared: &[San]) -> Option<String> {
-    let found = found_sans(cert);
-    let list = |sans: Vec<&San>| {
-        sans.iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let missing: Vec<&San> = declared.iter().filter(|s| !found.contains(s)).collect();
-    let extra: Vec<&San> = found.iter().filter(|s| !declared.contains(s)).collect();
-    let mut parts = Vec::new();
-    if !missing.is_empty() {
-        parts.push(format!("SANs missing: {}", list(missing)));
-    }
-    if !extra.is_empty() {
-        parts.push(format!("SANs not declared: {}", list(extra)));
-    }
-    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 fn path_len_text(path_len: Option<u8>) -> String {

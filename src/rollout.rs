@@ -28,14 +28,14 @@ pub struct Rollout {
     pub steps: Vec<String>,
 }
 
-/// Where a declared rotation stands and what comes next.
+/// Stage of a declared rotation, and the next step.
 #[derive(Debug, Serialize)]
 pub struct RotationStatus {
     pub object: String,
     pub stage: Stage,
-    /// What a build of this stage does.
+    /// Effect of a build of this stage.
     pub build: String,
-    /// What the operator does next.
+    /// Next step of the operator.
     pub next: String,
     /// During `use-new`, the earliest time for `drop-old` (RFC 3339).
     pub drop_after: Option<String>,
@@ -58,6 +58,24 @@ pub struct FileChange {
     pub host: String,
     pub install: String,
     pub change: &'static str,
+}
+
+impl FileChange {
+    /// Makes the change of the output file `relative` on `host`, at its install path.
+    fn new(
+        host: String,
+        relative: &Path,
+        installs: &BTreeMap<String, String>,
+        change: &'static str,
+    ) -> FileChange {
+        let file = relative.display().to_string();
+        FileChange {
+            host,
+            install: installs.get(&file).cloned().unwrap_or_else(|| "-".into()),
+            file,
+            change,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -133,8 +151,8 @@ pub fn rollout(model: &Model, plan: &Plan, out: &Path, files: &[OutFile]) -> Rol
     }
 }
 
-/// The staged keys and CA certificates of rotations: they stay in the output until
-/// `use-new` moves them into place, and no component reads them before.
+/// Returns the staged keys and CA certificates of rotations. They stay in the output
+/// until `use-new` moves them into place, because no component reads them before.
 fn staged_files(model: &Model) -> BTreeSet<&Path> {
     let mut files = BTreeSet::new();
     for ca in &model.cas {
@@ -152,7 +170,7 @@ fn staged_files(model: &Model) -> BTreeSet<&Path> {
     files
 }
 
-/// Returns, by install path, the nodes whose own kubeconfigs and flag files name it;
+/// Returns, by install path, the nodes whose own kubeconfigs and flag files name it.
 /// `files` gives each file's path under the output directory and its text.
 fn node_readers<'f>(
     installs: &BTreeMap<String, String>,
@@ -186,7 +204,7 @@ fn node_readers<'f>(
     readers
 }
 
-/// The public files of the build under `nodes/`, with their new text.
+/// Returns the public files of the build under `nodes/`, with their new text.
 fn node_files_built(files: &[OutFile]) -> impl Iterator<Item = (&Path, String)> {
     files
         .iter()
@@ -197,7 +215,7 @@ fn node_files_built(files: &[OutFile]) -> impl Iterator<Item = (&Path, String)> 
         })
 }
 
-/// The public files of the build under `nodes/`, with the text they have on disk now.
+/// Returns the public files of the build under `nodes/`, with their text on disk.
 fn node_files_on_disk<'f>(
     out: &'f Path,
     files: &'f [OutFile],
@@ -397,20 +415,12 @@ fn file_changes(
     changed
         .iter()
         .map(|file| {
-            let relative = file.relative.display().to_string();
-            FileChange {
-                host: hosts_of(model, installs, &file.relative, readers),
-                install: installs
-                    .get(&relative)
-                    .cloned()
-                    .unwrap_or_else(|| "-".into()),
-                change: if out.join(&file.relative).exists() {
-                    "update"
-                } else {
-                    "create"
-                },
-                file: relative,
-            }
+            let change = match out.join(&file.relative).exists() {
+                true => "update",
+                false => "create",
+            };
+            let host = hosts_of(model, installs, &file.relative, readers);
+            FileChange::new(host, &file.relative, installs, change)
         })
         .collect()
 }
@@ -438,16 +448,8 @@ fn accepted_files(
             if changed.iter().any(|f| f.relative == file.relative) {
                 continue;
             }
-            let relative = file.relative.display().to_string();
-            files.push(FileChange {
-                host: host_of(model, &file.relative),
-                install: installs
-                    .get(&relative)
-                    .cloned()
-                    .unwrap_or_else(|| "-".into()),
-                change: "create",
-                file: relative,
-            });
+            let host = host_of(model, &file.relative);
+            files.push(FileChange::new(host, &file.relative, installs, "create"));
         }
     }
     files
@@ -472,16 +474,8 @@ fn keys_of_reissued(
         .filter(|cert| !changed.iter().any(|f| f.relative == cert.key_file.relative))
         .filter(|cert| out.join(&cert.key_file.relative).exists())
         .map(|cert| {
-            let relative = cert.key_file.relative.display().to_string();
-            FileChange {
-                host: host_of(model, &cert.key_file.relative),
-                install: installs
-                    .get(&relative)
-                    .cloned()
-                    .unwrap_or_else(|| "-".into()),
-                change: "update",
-                file: relative,
-            }
+            let host = host_of(model, &cert.key_file.relative);
+            FileChange::new(host, &cert.key_file.relative, installs, "update")
         })
         .collect()
 }
@@ -693,8 +687,8 @@ pub fn format_human(rollout: &Rollout) -> String {
     }
     let _ = writeln!(text, "\nRunbook:");
     let mut step = 1;
-    // Files are copied before the restarts that read them; files that the manifest no
-    // longer makes are removed after, when no restarted component still names them.
+    // Files are copied before the restarts that read them. Files that the manifest no
+    // longer makes are removed after, when no restarted component names them any more.
     for file in rollout.files.iter().filter(|f| f.change != "remove") {
         let _ = writeln!(
             text,

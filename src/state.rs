@@ -97,7 +97,7 @@ impl Plan {
                 .all(|r| r.staged.as_ref().is_none_or(|d| d.action == Action::Keep))
     }
 
-    /// The plan of a build into an empty directory: everything is created, and a
+    /// Returns the plan of a build into an empty directory: everything is created, and a
     /// rotation in stage `add-new` stages its new key too.
     pub fn fresh(model: &Model, now: OffsetDateTime) -> Plan {
         let mut plan = Plan::default();
@@ -162,12 +162,12 @@ pub fn decide(
             if let Some(decision) = external.decide(key, &plan) {
                 decision
             } else if let Some(rotation) = &ca.rotation {
-                reader
-                    .decide_rotating_ca(model, ca, rotation, &plan, &record)
-                    .map(|(decision, rotation)| {
+                reader.decide_rotating_ca(ca, rotation, &plan, &record).map(
+                    |(decision, rotation)| {
                         plan.rotations.insert(key.clone(), rotation);
                         decision
-                    })
+                    },
+                )
             } else {
                 reader.decide_ca(model, id, &plan)
             }
@@ -283,19 +283,17 @@ impl Reader<'_> {
         let found = self
             .read(&ca.cert_file.relative, &ca.key_file.relative)
             .map_err(|message| Diagnostic::error(path.clone(), message))?;
-        self.decide_ca_on_disk(model, ca, found, plan)
+        self.decide_ca_on_disk(ca, found, plan)
     }
 
     /// Decides a CA from its files: kept when they match the manifest, created when
     /// absent, and an error when they differ, since a CA is never replaced implicitly.
     fn decide_ca_on_disk(
         &self,
-        model: &Model,
         ca: &crate::model::Ca,
         found: Found,
         plan: &Plan,
     ) -> Result<Decision, Diagnostic> {
-        let _ = model;
         let id = &ca.id;
         let path = format!("ca.{id}");
         let (der, key_pem) = match (found.cert, found.key) {
@@ -690,24 +688,33 @@ pub(crate) fn subject_change(cert: &X509Certificate, subject: &Subject) -> Optio
 }
 
 fn san_change(cert: &X509Certificate, expected: &[San]) -> Option<String> {
+    san_difference(cert, expected, ["SANs added", "SANs removed"])
+}
+
+/// Describes how the SANs of `cert` differ from `expected`: `labels[0]` lists the SANs
+/// that `cert` lacks, `labels[1]` those it has beyond `expected`.
+pub(crate) fn san_difference(
+    cert: &X509Certificate,
+    expected: &[San],
+    labels: [&str; 2],
+) -> Option<String> {
     let found = found_sans(cert);
-    let added: Vec<String> = expected
+    let lacking: Vec<String> = expected
         .iter()
         .filter(|s| !found.contains(s))
         .map(San::to_string)
         .collect();
-    let removed: Vec<String> = found
+    let beyond: Vec<String> = found
         .iter()
         .filter(|s| !expected.contains(s))
         .map(San::to_string)
         .collect();
-    let mut parts = Vec::new();
-    if !added.is_empty() {
-        parts.push(format!("SANs added: {}", added.join(", ")));
-    }
-    if !removed.is_empty() {
-        parts.push(format!("SANs removed: {}", removed.join(", ")));
-    }
+    let parts: Vec<String> = [lacking, beyond]
+        .iter()
+        .zip(labels)
+        .filter(|(sans, _)| !sans.is_empty())
+        .map(|(sans, label)| format!("{label}: {}", sans.join(", ")))
+        .collect();
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 

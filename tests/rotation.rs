@@ -1,6 +1,6 @@
-//! Staged rotation of a CA and of the service-account key over real trees: each stage
-//! keeps every connection between old and updated hosts working (checked with openssl
-//! and kubectl), stages out of order are refused, drop-old waits for the overlap, and
+//! Staged rotation of a CA and of the service-account key over real trees. Each stage
+//! keeps every connection between old and updated hosts working, which openssl and
+//! kubectl check. Stages out of order are rejected, drop-old waits for the overlap, and
 //! builds killed at any file operation of a stage converge.
 
 mod support;
@@ -24,7 +24,7 @@ fn base_manifest() -> String {
     fs::read_to_string(path).unwrap()
 }
 
-/// The small manifest with the server CA and the service-account key in `stage`.
+/// Returns the small manifest with the server CA and the service-account key in `stage`.
 fn staged_manifest(stage: Option<&str>, overlap: &str) -> String {
     match stage {
         None => base_manifest(),
@@ -129,7 +129,7 @@ impl Tree {
     }
 }
 
-/// The PEM blocks of a file with the given tag, as DER.
+/// Returns the PEM blocks of a file with the given tag, as DER.
 fn blocks(bytes: &[u8], tag: &str) -> Vec<Vec<u8>> {
     pem::parse_many(bytes)
         .unwrap()
@@ -143,7 +143,7 @@ fn certs(bytes: &[u8]) -> Vec<Vec<u8>> {
     blocks(bytes, "CERTIFICATE")
 }
 
-/// The CA data embedded in the admin kubeconfig, decoded.
+/// Returns the CA data embedded in the admin kubeconfig, decoded.
 fn embedded_ca(tree: &Tree) -> Vec<Vec<u8>> {
     let text = String::from_utf8(tree.read("admin.conf")).unwrap();
     let data = text
@@ -158,7 +158,7 @@ fn embedded_ca(tree: &Tree) -> Vec<Vec<u8>> {
     )
 }
 
-/// The public key of a private key file, as openssl derives it (SPKI DER).
+/// Returns the public key of a private key file as openssl derives it (SPKI DER).
 fn openssl_public_key(key: &Path) -> Vec<u8> {
     let output = peer_command("openssl")
         .args(["pkey", "-pubout", "-outform", "DER", "-in"])
@@ -173,7 +173,8 @@ fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-/// kubectl with `kubeconfig` against a stand-in apiserver serving `serving` of `server`.
+/// Runs kubectl with `client`'s admin kubeconfig against a stand-in apiserver that serves
+/// `server`'s apiserver certificate.
 fn kubectl_reaches(client: &Tree, server: &Tree) -> Result<(), String> {
     let apiserver = FakeApiserver::start(
         &server.file("pki/apiserver.crt"),
@@ -201,10 +202,10 @@ fn rotate_to_use_new() -> (Tree, Tree, Tree) {
 }
 
 #[test]
-fn ca_rotation_keeps_every_connection_trusted() {
+fn ca_rotation_keeps_connections_trusted() {
     let (before, add_new, use_new) = rotate_to_use_new();
 
-    // add-new: the old CA still signs, a new one is staged, trust holds both.
+    // add-new: the old CA still signs, a new one is staged, and trust contains both.
     assert_eq!(
         add_new.read("pki/server-ca.crt"),
         before.read("pki/server-ca.crt")
@@ -230,7 +231,8 @@ fn ca_rotation_keeps_every_connection_trusted() {
         "{kubelet}"
     );
     let bundle = certs(&add_new.read("pki/client-bundle.crt"));
-    assert!(bundle.contains(&old_ca[0]) && bundle.contains(&new_ca[0]));
+    assert!(bundle.contains(&old_ca[0]), "the bundle lost the old CA");
+    assert!(bundle.contains(&new_ca[0]), "the bundle lacks the new CA");
 
     // use-new: the staged CA signs, every certificate it signed is reissued.
     assert_eq!(
@@ -290,22 +292,20 @@ fn ca_rotation_keeps_every_connection_trusted() {
         "a client that never got the add-new trust file reached a server of the new CA"
     );
 
-    // drop-old waits for the overlap, and writes nothing before.
+    // drop-old waits for the overlap and writes nothing before it ends.
     let too_early = staged_manifest(Some("drop-old"), "1h");
     let files = use_new.snapshot();
-    let refused = use_new.run("build", &too_early, &[]);
+    let rejected = use_new.run("build", &too_early, &[]);
     assert_eq!(
-        refused.status.code(),
+        rejected.status.code(),
         Some(2),
         "{}",
-        describe_output(&refused)
+        describe_output(&rejected)
     );
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        stderr.contains("ca.server-ca.rotation.stage") && stderr.contains("not allowed before"),
-        "{stderr}"
-    );
-    assert_eq!(use_new.snapshot(), files, "a refused stage wrote files");
+    let stderr = String::from_utf8_lossy(&rejected.stderr);
+    assert!(stderr.contains("ca.server-ca.rotation.stage"), "{stderr}");
+    assert!(stderr.contains("not allowed before"), "{stderr}");
+    assert_eq!(use_new.snapshot(), files, "a rejected stage wrote files");
 
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let drop_old = use_new.copy();
@@ -329,7 +329,7 @@ fn ca_rotation_keeps_every_connection_trusted() {
 }
 
 #[test]
-fn service_account_rotation_publishes_both_keys_until_drop_old() {
+fn service_account_publishes_both_keys() {
     let (before, add_new, use_new) = rotate_to_use_new();
     let old = openssl_public_key(&before.file("pki/sa.key"));
     let new = openssl_public_key(&add_new.file("pki/sa.new.key"));
@@ -359,7 +359,7 @@ fn service_account_rotation_publishes_both_keys_until_drop_old() {
 
 /// Runs `manifest` on a copy of `tree` and expects exit code 2 naming `expected`, with
 /// no file written.
-fn refused(tree: &Tree, manifest: &str, expected: &str) {
+fn assert_rejected(tree: &Tree, manifest: &str, expected: &str) {
     let copy = tree.copy();
     let files = copy.snapshot();
     let output = copy.run("build", manifest, &[]);
@@ -374,19 +374,19 @@ fn refused(tree: &Tree, manifest: &str, expected: &str) {
         stderr.contains(expected),
         "expected {expected:?} in:\n{stderr}"
     );
-    assert_eq!(copy.snapshot(), files, "a refused build wrote files");
+    assert_eq!(copy.snapshot(), files, "a rejected build wrote files");
 }
 
 #[test]
-fn stages_out_of_order_are_refused() {
+fn stages_out_of_order_rejected() {
     let before = Tree::new();
     before.build(&staged_manifest(None, "1s"));
-    refused(
+    assert_rejected(
         &before,
         &staged_manifest(Some("use-new"), "1s"),
         "stage use-new needs the new CA that stage add-new stages",
     );
-    refused(
+    assert_rejected(
         &before,
         &with_rotation(&base_manifest(), SA, "use-new", "1s"),
         "stage use-new needs the new key that stage add-new stages",
@@ -394,12 +394,12 @@ fn stages_out_of_order_are_refused() {
 
     let add_new = before.copy();
     add_new.build(&staged_manifest(Some("add-new"), "1s"));
-    refused(
+    assert_rejected(
         &add_new,
         &staged_manifest(Some("drop-old"), "1s"),
         "stage drop-old follows use-new",
     );
-    refused(
+    assert_rejected(
         &add_new,
         &staged_manifest(None, "1s"),
         "is in the middle of a rotation on disk (pki/server-ca.new.key",
@@ -407,16 +407,16 @@ fn stages_out_of_order_are_refused() {
 }
 
 #[test]
-fn bad_rotation_tables_are_refused() {
+fn bad_rotation_tables_rejected() {
     let tree = Tree::new();
     let output = tree.run("build", &staged_manifest(Some("use_new"), "1s"), &[]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("ca.server-ca.rotation.stage: unknown rotation stage `use_new`")
-            && stderr.contains("did you mean `use-new`?"),
+        stderr.contains("ca.server-ca.rotation.stage: unknown rotation stage `use_new`"),
         "{stderr}"
     );
+    assert!(stderr.contains("did you mean `use-new`?"), "{stderr}");
     let no_overlap = base_manifest().replace(
         "[ca.server-ca]\n",
         "[ca.server-ca]\nrotation = { stage = \"add-new\" }\n",
@@ -425,12 +425,12 @@ fn bad_rotation_tables_are_refused() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("states no overlap"), "{stderr}");
-    assert!(!tree.out.exists(), "a refused manifest created the output");
+    assert!(!tree.out.exists(), "a rejected manifest created the output");
 }
 
 /// Builds `to` over a copy of `from`, aborted after 1, 2, ... file operations, each time
-/// followed by a normal build, until a build finishes; `check` then sees each
-/// recovered tree.
+/// followed by a normal build, until a build finishes. `check` runs on each recovered
+/// tree.
 fn converges_after_kills(from: &Tree, to: &str, check: impl Fn(&Tree, &str)) {
     for operations in 1.. {
         let tree = from.copy();
@@ -524,7 +524,7 @@ fn killed_stage_builds_converge() {
 }
 
 #[test]
-fn rotation_can_give_the_new_ca_its_own_name() {
+fn rotation_renames_the_ca() {
     let tree = Tree::new();
     tree.build(&base_manifest());
     let renamed = |stage: &str| {

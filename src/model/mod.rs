@@ -121,7 +121,7 @@ pub struct Ca {
 }
 
 impl Ca {
-    /// The file that trust references to this CA name.
+    /// Returns the file that trust references to this CA name.
     pub fn trust_file(&self) -> &OutputFile {
         match (&self.rotation, &self.rotation_files.trust) {
             (Some(rotation), Some(trust)) if rotation.stage.trusts_both() => trust,

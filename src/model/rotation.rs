@@ -14,11 +14,11 @@ use crate::manifest::RawRotation;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
-    /// A new key (and CA certificate) is made beside the old one; every trust file
-    /// holds both; the old key still signs.
+    /// A new key (and CA certificate) is made beside the old one. Every trust file
+    /// contains both, and the old key still signs.
     AddNew,
-    /// The new key signs: every certificate of a CA is reissued, tokens are signed with
-    /// the new service-account key; trust files still hold both.
+    /// The new key signs: every certificate of a CA is reissued, and tokens are signed
+    /// with the new service-account key. Trust files still contain both.
     UseNew,
     /// The old CA certificate or public key leaves the trust files.
     DropOld,
@@ -40,7 +40,7 @@ impl Stage {
         Stage::NAMES[self as usize]
     }
 
-    /// True while trust files hold both the old and the new key.
+    /// Returns true while trust files contain both the old and the new key.
     pub fn trusts_both(self) -> bool {
         self != Stage::DropOld
     }
@@ -61,11 +61,11 @@ pub struct Rotation {
 pub struct RotationFiles {
     /// The new key, made by `add-new`, until `use-new` moves it into the key file.
     pub staged_key: OutputFile,
-    /// The new CA certificate beside `staged_key`; CAs only.
+    /// The new CA certificate beside `staged_key` (CAs only).
     pub staged_cert: Option<OutputFile>,
-    /// The old and new CA certificates, which every trust reference to the CA names
-    /// during the rotation; CAs only. A service-account key's public-key file itself
-    /// holds both public keys.
+    /// The file of the old and new CA certificates, which every trust reference to the
+    /// CA names during the rotation (CAs only). A service-account key's public-key file
+    /// itself contains both public keys.
     pub trust: Option<OutputFile>,
 }
 

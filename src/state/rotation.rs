@@ -1,11 +1,11 @@
 //! Staged rotations read back from the tree: which key signs, which key is staged,
-//! which old certificates or public keys the trust files still hold, and whether the
+//! which old certificates or public keys the trust files still contain, and whether the
 //! declared stage may follow the one on disk.
 //!
-//! The files say where a rotation stands: a staged key (`NAME.new.key`, with
-//! `NAME.new.crt` for a CA) exists from `add-new` until `use-new` moves it into place;
-//! a CA's trust file (`NAME.trust.crt`) and a service-account public-key file with more
-//! than one key exist until `drop-old`. The rotation record (`.pkic-rotation`) keeps
+//! The files show the stage of a rotation. A staged key (`NAME.new.key`, with
+//! `NAME.new.crt` for a CA) exists from `add-new` until `use-new` moves it into place.
+//! A CA's trust file (`NAME.trust.crt`), and a service-account public-key file with more
+//! than one key, exist until `drop-old`. The rotation record (`.pkic-rotation`) keeps
 //! when each stage was first built, so that `drop-old` can wait for the overlap.
 
 use std::collections::BTreeMap;
@@ -20,13 +20,13 @@ use super::{Action, Decision, Plan, Reader, algorithm_change, parse, read_text, 
 use crate::diag::Diagnostic;
 use crate::model::rotation::{Rotation, RotationFiles, Stage};
 use crate::model::values::format_duration;
-use crate::model::{Ca, Model, ServiceAccount};
+use crate::model::{Ca, ServiceAccount};
 use crate::x509::{key_algorithm_of, key_matches};
 
 /// Name of the rotation record inside the output directory.
 pub const RECORD_FILE: &str = ".pkic-rotation";
 
-/// What a build does for a declared rotation.
+/// Decisions of one build for a declared rotation.
 #[derive(Debug, Clone)]
 pub struct RotationPlan {
     pub stage: Stage,
@@ -65,7 +65,7 @@ impl Record {
         Record { stages }
     }
 
-    /// The record of `plan`'s rotations, one line each.
+    /// Returns the record of `plan`'s rotations.
     pub fn of(plan: &Plan) -> Record {
         Record {
             stages: plan
@@ -96,35 +96,21 @@ impl Record {
     }
 }
 
-/// The certificates of a PEM file, in DER, in file order; none when it does not exist.
-fn read_certs(path: &Path) -> Result<Vec<Vec<u8>>, String> {
-    Ok(read_text(path)?
-        .map(|text| {
-            pem::parse_many(text)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|p| p.tag() == "CERTIFICATE")
-                .map(|p| p.contents().to_vec())
-                .collect()
-        })
-        .unwrap_or_default())
+/// Reads the PEM blocks tagged `tag` (such as `CERTIFICATE` or `PUBLIC KEY`) of a
+/// file, as DER in file order. A missing file has none.
+fn read_blocks(path: &Path, tag: &str) -> Result<Vec<Vec<u8>>, String> {
+    let Some(text) = read_text(path)? else {
+        return Ok(Vec::new());
+    };
+    let blocks = pem::parse_many(text).unwrap_or_default();
+    Ok(blocks
+        .into_iter()
+        .filter(|p| p.tag() == tag)
+        .map(|p| p.contents().to_vec())
+        .collect())
 }
 
-/// The public keys (SubjectPublicKeyInfo DER) of a PEM public-key file.
-fn read_public_keys(path: &Path) -> Result<Vec<Vec<u8>>, String> {
-    Ok(read_text(path)?
-        .map(|text| {
-            pem::parse_many(text)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|p| p.tag() == "PUBLIC KEY")
-                .map(|p| p.contents().to_vec())
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
-/// The SubjectPublicKeyInfo DER of a PEM private key.
+/// Returns the SubjectPublicKeyInfo DER of a PEM private key.
 fn public_key_info(key_pem: &str) -> Option<Vec<u8>> {
     KeyPair::from_pem(key_pem)
         .ok()
@@ -156,11 +142,11 @@ impl Reader<'_> {
             .map(|f| f.relative.display().to_string())
             .collect();
         if let Some(file) = public_keys {
-            let keys = read_public_keys(&self.out.join(&file.relative))
+            let keys = read_blocks(&self.out.join(&file.relative), "PUBLIC KEY")
                 .map_err(|m| Diagnostic::error(path, m))?;
             if keys.len() > 1 {
                 left.push(format!(
-                    "{} (holds {} public keys)",
+                    "{} (contains {} public keys)",
                     file.relative.display(),
                     keys.len()
                 ));
@@ -188,7 +174,6 @@ impl Reader<'_> {
     /// build, and the rotation's plan.
     pub(super) fn decide_rotating_ca(
         &self,
-        model: &Model,
         ca: &Ca,
         rotation: &Rotation,
         plan: &Plan,
@@ -209,7 +194,9 @@ impl Reader<'_> {
         let staged = self
             .read(&staged_cert_file.relative, &files.staged_key.relative)
             .map_err(error)?;
-        let trusted = read_certs(&self.out.join(&trust_file.relative)).map_err(error)?;
+        let trusted =
+            read_blocks(&self.out.join(&trust_file.relative), "CERTIFICATE").map_err(error)?;
+
         let mut rotation_plan = RotationPlan {
             stage: rotation.stage,
             staged: None,
@@ -218,6 +205,7 @@ impl Reader<'_> {
             since: record.since(&key, rotation.stage, self.now),
             drop_after: None,
         };
+
         let nothing_on_disk = current.cert.is_none()
             && current.key.is_none()
             && staged.cert.is_none()
@@ -234,7 +222,9 @@ impl Reader<'_> {
             }
             return Ok((Decision::new(Action::Create, "not on disk"), rotation_plan));
         }
+
         let staged_on_disk = staged.cert.is_some() || staged.key.is_some();
+
         match rotation.stage {
             Stage::AddNew => {
                 let decision = self.decide_old_ca(ca, current, plan)?;
@@ -245,59 +235,17 @@ impl Reader<'_> {
             Stage::UseNew => {
                 let (decision, new_der) = match staged.cert {
                     Some(new_der) => {
-                        // `add-new` staged this CA: it signs from now on.
-                        let new_key = [staged.key.as_ref(), current.key.as_ref()]
-                            .into_iter()
-                            .flatten()
-                            .find(|pem| parse(&new_der).is_ok_and(|cert| key_matches(pem, &cert)))
-                            .cloned()
-                            .ok_or_else(|| {
-                                error(format!(
-                                    "CA `{id}`: the staged certificate {} matches neither {} \
-                                     nor {}",
-                                    staged_cert_file.relative.display(),
-                                    files.staged_key.relative.display(),
-                                    ca.key_file.relative.display()
-                                ))
-                                .with_help(
-                                    "restore the staged key from a backup in the output \
-                                     directory's .backup/",
-                                )
-                            })?;
-                        let cert = parse(&new_der).map_err(error)?;
-                        self.check_staged_matches(ca, &cert)?;
-                        let moved = current.cert.as_ref() == Some(&new_der)
-                            && current.key.as_ref() == Some(&new_key);
-                        let mut decision = Decision {
-                            action: Action::Reissue,
-                            reasons: vec![
-                                "rotation stage use-new: the CA staged by add-new signs from \
-                                 now on"
-                                    .into(),
-                            ],
-                            reuse_key: Some(new_key),
-                            keep_cert: None,
-                        };
-                        if let Some(parent) = &ca.issuer {
-                            self.check_issuer(&cert, parent, plan, &mut decision);
-                        }
-                        if decision.reasons.len() == 1 {
-                            decision.keep_cert = Some(new_der.clone());
-                            if moved {
-                                // A build killed after moving the staged CA into place:
-                                // only the staged files are left to remove.
-                                decision.action = Action::Keep;
-                                decision.reasons.clear();
-                            }
-                        }
+                        let decision =
+                            self.promote_staged_ca(ca, &new_der, staged.key, &current, plan)?;
                         (decision, new_der)
                     }
                     None => {
-                        let decision = self.decide_ca_on_disk(model, ca, current.clone(), plan)?;
+                        let decision = self.decide_ca_on_disk(ca, current.clone(), plan)?;
                         let der = current.cert.clone().unwrap_or_default();
                         (decision, der)
                     }
                 };
+
                 let mut retired: Vec<Vec<u8>> = Vec::new();
                 for der in current.cert.iter().chain(trusted.iter()) {
                     if *der != new_der && !retired.contains(der) {
@@ -307,7 +255,7 @@ impl Reader<'_> {
                 if retired.is_empty() && !staged_on_disk {
                     return Err(stage_error(format!(
                         "CA `{id}`: stage use-new needs the new CA that stage add-new stages, \
-                         and {} holds no old CA",
+                         and {} contains no old CA",
                         trust_file.relative.display()
                     ))
                     .with_help(format!(
@@ -317,6 +265,7 @@ impl Reader<'_> {
                         trust_file.relative.display()
                     )));
                 }
+
                 rotation_plan.retired_certs = retired;
                 rotation_plan.drop_after = Some(rotation_plan.since + rotation.overlap);
                 Ok((decision, rotation_plan))
@@ -333,7 +282,7 @@ impl Reader<'_> {
                         stage_help(&path, Stage::UseNew)
                     )));
                 }
-                let decision = self.decide_ca_on_disk(model, ca, current.clone(), plan)?;
+                let decision = self.decide_ca_on_disk(ca, current.clone(), plan)?;
                 let old_trusted = trusted.iter().any(|der| Some(der) != current.cert.as_ref());
                 if old_trusted {
                     self.check_overlap(&path, &key, rotation, record)?;
@@ -343,8 +292,67 @@ impl Reader<'_> {
         }
     }
 
-    /// During `add-new` the CA on disk is the old one: it keeps signing whatever the
-    /// manifest now says of its subject or key algorithm, which describe the new CA.
+    /// Decides the CA that `add-new` staged as the one that signs from `use-new` on.
+    /// Its key is the staged key file, or the CA's key file when a killed build already
+    /// moved it there.
+    fn promote_staged_ca(
+        &self,
+        ca: &Ca,
+        new_der: &[u8],
+        staged_key: Option<String>,
+        current: &super::Found,
+        plan: &Plan,
+    ) -> Result<Decision, Diagnostic> {
+        let files = &ca.rotation_files;
+        let staged_cert_file = files.staged_cert.as_ref().expect("CAs have a staged cert");
+        let error = |message: String| Diagnostic::error(format!("ca.{}", ca.id), message);
+        let cert = parse(new_der).map_err(error)?;
+        let new_key = [staged_key.as_ref(), current.key.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|pem| key_matches(pem, &cert))
+            .cloned()
+            .ok_or_else(|| {
+                error(format!(
+                    "CA `{}`: the staged certificate {} matches neither {} nor {}",
+                    ca.id,
+                    staged_cert_file.relative.display(),
+                    files.staged_key.relative.display(),
+                    ca.key_file.relative.display()
+                ))
+                .with_help(
+                    "restore the staged key from a backup in the output directory's .backup/",
+                )
+            })?;
+        self.check_staged_matches(ca, &cert)?;
+
+        let moved =
+            current.cert.as_deref() == Some(new_der) && current.key.as_ref() == Some(&new_key);
+        let mut decision = Decision {
+            action: Action::Reissue,
+            reasons: vec![
+                "rotation stage use-new: the CA staged by add-new signs from now on".into(),
+            ],
+            reuse_key: Some(new_key),
+            keep_cert: None,
+        };
+        if let Some(parent) = &ca.issuer {
+            self.check_issuer(&cert, parent, plan, &mut decision);
+        }
+        if decision.reasons.len() == 1 {
+            decision.keep_cert = Some(new_der.to_vec());
+            if moved {
+                // A build killed after moving the staged CA into place: only the staged
+                // files are left to remove.
+                decision.action = Action::Keep;
+                decision.reasons.clear();
+            }
+        }
+        Ok(decision)
+    }
+
+    /// Decides the old CA during `add-new`. It keeps signing even where the manifest's
+    /// subject or key algorithm, which describe the new CA, differ from it.
     fn decide_old_ca(
         &self,
         ca: &Ca,
@@ -392,7 +400,8 @@ impl Reader<'_> {
         Ok(decision)
     }
 
-    /// The CA that `add-new` stages: kept when its files match the manifest, else made.
+    /// Decides the CA that `add-new` stages: kept when its files match the manifest,
+    /// else made.
     fn decide_staged_ca(
         &self,
         ca: &Ca,
@@ -510,8 +519,12 @@ impl Reader<'_> {
         let current = read_text(&self.out.join(&account.key_file.relative)).map_err(error)?;
         let staged = read_text(&self.out.join(&account.rotation_files.staged_key.relative))
             .map_err(error)?;
-        let published =
-            read_public_keys(&self.out.join(&account.public_key_file.relative)).map_err(error)?;
+        let published = read_blocks(
+            &self.out.join(&account.public_key_file.relative),
+            "PUBLIC KEY",
+        )
+        .map_err(error)?;
+
         let mut rotation_plan = RotationPlan {
             stage: rotation.stage,
             staged: None,
@@ -520,6 +533,7 @@ impl Reader<'_> {
             since: record.since(&key, rotation.stage, self.now),
             drop_after: None,
         };
+
         let staged_name = account.rotation_files.staged_key.relative.display();
         let Some(current) = current else {
             if staged.is_some() || !published.is_empty() {
@@ -537,6 +551,7 @@ impl Reader<'_> {
             }
             return Ok((Decision::new(Action::Create, "not on disk"), rotation_plan));
         };
+
         let current_info = public_key_info(&current).ok_or_else(|| {
             error(format!(
                 "service-account key `{id}`: {} is not a readable private key",
@@ -549,6 +564,7 @@ impl Reader<'_> {
             reuse_key: Some(pem),
             keep_cert: None,
         };
+
         match rotation.stage {
             Stage::AddNew => {
                 let staged_decision = match staged {
@@ -586,6 +602,7 @@ impl Reader<'_> {
                     }
                     None => (keep(current), current_info.clone()),
                 };
+
                 let mut retired: Vec<Vec<u8>> = Vec::new();
                 for info in std::iter::once(&current_info).chain(published.iter()) {
                     if *info != new_info && !retired.contains(info) {
@@ -595,7 +612,7 @@ impl Reader<'_> {
                 if retired.is_empty() {
                     return Err(stage_error(format!(
                         "service-account key `{id}`: stage use-new needs the new key that \
-                         stage add-new stages, and {} holds only the current key",
+                         stage add-new stages, and {} contains only the current key",
                         account.public_key_file.relative.display()
                     ))
                     .with_help(format!(
@@ -604,6 +621,7 @@ impl Reader<'_> {
                         stage_help(&path, Stage::AddNew)
                     )));
                 }
+
                 rotation_plan.retired_keys = retired;
                 rotation_plan.drop_after = Some(rotation_plan.since + rotation.overlap);
                 Ok((decision, rotation_plan))
