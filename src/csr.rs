@@ -43,17 +43,17 @@ pub const SIGNED_FILE: &str = ".pkic-signed";
 /// Start of the message of a rejected certificate, which the pipeline maps to exit 1.
 const REJECTED: &str = "rejected the signed certificate ";
 
-/// True when `ca` was imported without its key, so pkic cannot sign with it.
+/// Returns true when `ca` was imported without its key, so pkic cannot sign with it.
 pub fn key_unavailable(ca: &Ca) -> bool {
     ca.imported.as_ref().is_some_and(|i| i.key_pem.is_none())
 }
 
-/// True when a state diagnostic rejects a certificate placed by the operator.
+/// Returns true when a state diagnostic rejects a certificate placed by the operator.
 pub fn is_rejection(diagnostic: &Diagnostic) -> bool {
     diagnostic.message.starts_with(REJECTED)
 }
 
-/// True when some certificate of `plan` waits for a signature.
+/// Returns true when some certificate of `plan` waits for a signature.
 pub fn is_waiting(plan: &Plan) -> bool {
     plan.decisions
         .values()
@@ -507,7 +507,7 @@ fn issuer_certificate(issuer: &Ca) -> Option<X509Certificate<'_>> {
     X509Certificate::from_der(der).ok().map(|(_, cert)| cert)
 }
 
-/// True when the signature on `cert` verifies with the public key of `issuer`'s
+/// Returns true when the signature on `cert` verifies with the public key of `issuer`'s
 /// certificate and `cert` names it as its issuer.
 fn signed_by(cert: &X509Certificate, issuer: &Ca) -> bool {
     let Some(ca) = issuer_certificate(issuer) else {
@@ -608,7 +608,7 @@ pub fn requests(model: &Model, plan: &Plan, out: &Path) -> Result<Vec<Request>, 
     Ok(requests)
 }
 
-/// True when the PEM CSR `text` has a valid signature and requests exactly what the CSR
+/// Returns true when the PEM CSR `text` has a valid signature and requests exactly what the CSR
 /// `der` requests: the same subject, public key and attributes.
 fn same_request(text: &str, der: &[u8]) -> bool {
     let Ok(block) = pem::parse(text) else {

@@ -291,6 +291,17 @@ fn ca_rotation_keeps_connections_trusted() {
         kubectl_reaches(&before, &use_new).is_err(),
         "a client that never got the add-new trust file reached a server of the new CA"
     );
+    // pkic check rejects the same mix: a use-new tree whose admin.conf skipped add-new.
+    let mixed = use_new.copy();
+    fs::write(mixed.file("admin.conf"), before.read("admin.conf")).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_pkic"))
+        .arg("check")
+        .arg(&mixed.out)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{report}");
+    assert!(report.contains("error[kubeconfig-ca-mismatch]"), "{report}");
 
     // drop-old waits for the overlap and writes nothing before it ends.
     let too_early = staged_manifest(Some("drop-old"), "1h");
