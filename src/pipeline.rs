@@ -310,6 +310,59 @@ fn output_files(model: &Model, issued: &Issued, rendered: &[render::Rendered]) -
     files
 }
 
+/// File in the output directory that lists the errors `pkic check` found in the last
+/// written tree, so that a later build without changes checks the tree again instead
+/// of reporting it up to date.
+const CHECK_ERRORS_FILE: &str = ".pkic-check-errors";
+
+/// Runs the rules of `pkic check` on the tree just written under `out`. Warnings are
+/// printed. Errors fail the build and are kept in [`CHECK_ERRORS_FILE`] until a build
+/// finds none.
+fn check_written(
+    loaded: &Loaded,
+    out: &Path,
+    now: OffsetDateTime,
+    reporter: &Reporter,
+) -> Result<(), Failure> {
+    let findings = crate::check::check_built(out, &loaded.model, now)
+        .map_err(|e| Failure::Io(format!("cannot check {}: {e}", out.display())))?;
+    let mut errors = Vec::new();
+    for finding in &findings {
+        let line = format!(
+            "[check] {}[{}] {}: {}\n  fix: {}",
+            finding.level.name(),
+            finding.id,
+            finding.file.as_deref().unwrap_or("-"),
+            finding.message,
+            finding.fix
+        );
+        match finding.level {
+            crate::check::Level::Error => errors.push(line),
+            _ => reporter.warn(&line),
+        }
+    }
+    let errors_file = out.join(CHECK_ERRORS_FILE);
+    if errors.is_empty() {
+        if errors_file.exists() {
+            std::fs::remove_file(&errors_file).map_err(|e| {
+                Failure::Io(format!("cannot remove {}: {e}", errors_file.display()))
+            })?;
+        }
+        return Ok(());
+    }
+    let text = format!("{}\n", errors.join("\n"));
+    emit::write_state(out, CHECK_ERRORS_FILE, &text).map_err(|e| Failure::Io(e.to_string()))?;
+    Err(Failure::Check(format!(
+        "{}\npkic check found {} in the tree written to {}; fix the manifest and build again",
+        errors.join("\n"),
+        match errors.len() {
+            1 => "1 error".to_string(),
+            n => format!("{n} errors"),
+        },
+        out.display()
+    )))
+}
+
 /// Reports verification findings; fails when any is an error.
 fn report_findings(findings: &[Finding], reporter: &Reporter) -> Result<(), Failure> {
     let mut errors = Vec::new();
@@ -448,7 +501,14 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
             backup.display()
         ));
     }
-    if written.changed.is_empty() && written.removed.is_empty() {
+    let unchanged = written.changed.is_empty() && written.removed.is_empty();
+    if !unchanged || options.out.join(CHECK_ERRORS_FILE).exists() {
+        let bar = progress.spinner("checking the written tree");
+        let checked = check_written(&loaded, &options.out, now, reporter);
+        bar.finish_and_clear();
+        checked?;
+    }
+    if unchanged {
         reporter.summary(&format!(
             "[build] {} is up to date: no file changed",
             options.out.display()

@@ -10,8 +10,50 @@ use std::path::Path;
 
 use super::findings::{self, Finding};
 use super::x509::CertInfo;
+use crate::model::rotation::Stage;
 use crate::model::{KeyAlgorithm, Model, OutputFile, San, Subject, Usage};
 use crate::state::expected_subject;
+
+/// Lowers to warnings the findings about choices that `model` declares on purpose and
+/// that its own validation already warns about: an admin certificate declared without a
+/// group (it may rely on a binding to its user name) and an etcd certificate declared for
+/// server use only (etcd's gateway then cannot use it as a client).
+pub fn lower_declared_choices(findings: &mut [Finding], model: &Model) {
+    for finding in findings.iter_mut() {
+        let Some(cert) = finding.file.as_deref().and_then(|f| cert_of_file(model, f)) else {
+            continue;
+        };
+        let declared = match finding.id {
+            id if id == findings::ADMIN_NO_GROUP.id => cert.subject.organizations.is_empty(),
+            id if id == findings::ETCD_CERT_NOT_CLIENT.id => cert.usage == Usage::Server,
+            _ => false,
+        };
+        if declared {
+            finding.level = findings::Level::Warning;
+            finding.message.push_str(", as the manifest declares");
+        }
+    }
+}
+
+/// Returns the certificate that a finding's file label names: a certificate file, or
+/// the client certificate embedded in a kubeconfig (`admin.conf: client-certificate-data`).
+fn cert_of_file<'m>(model: &'m Model, label: &str) -> Option<&'m crate::model::Cert> {
+    let (file, embedded) = match label.split_once(": ") {
+        Some((file, _)) => (file, true),
+        None => (label, false),
+    };
+    if embedded {
+        let kubeconfig = model
+            .kubeconfigs
+            .iter()
+            .find(|k| k.file.relative == Path::new(file))?;
+        return model.cert(&kubeconfig.user);
+    }
+    model
+        .certs
+        .iter()
+        .find(|c| c.cert_file.relative == Path::new(file))
+}
 
 /// Checks the tree under `root` against `model`.
 pub fn check(root: &Path, model: &Model) -> Vec<Finding> {
@@ -21,10 +63,26 @@ pub fn check(root: &Path, model: &Model) -> Vec<Finding> {
     };
     for ca in &model.cas {
         let object = format!("CA `{}`", ca.id);
-        intent.present(&ca.key_file, &object);
-        if let Some(cert) = intent.cert(&ca.cert_file, &object) {
-            intent.subject(&ca.cert_file, &object, &cert, &ca.subject);
-            intent.algorithm(&ca.cert_file, &object, &cert, ca.key.algorithm);
+        if !crate::csr::key_unavailable(ca) {
+            intent.present(&ca.key_file, &object);
+        }
+        // During `add-new` the manifest describes the staged CA; the current one may
+        // still have the old subject and key algorithm.
+        let staged = ca
+            .rotation
+            .as_ref()
+            .filter(|r| r.stage == Stage::AddNew)
+            .and(ca.rotation_files.staged_cert.as_ref());
+        let described = match staged {
+            Some(staged) => {
+                intent.present(&ca.cert_file, &object);
+                staged
+            }
+            None => &ca.cert_file,
+        };
+        if let Some(cert) = intent.cert(described, &object) {
+            intent.subject(described, &object, &cert, &ca.subject);
+            intent.algorithm(described, &object, &cert, ca.key.algorithm);
         }
     }
     for leaf in &model.certs {

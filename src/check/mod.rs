@@ -204,6 +204,31 @@ fn print_report(text: &str) -> Result<(), Failure> {
     }
 }
 
+/// Runs every rule, and the manifest's intent, on the tree that `pkic build` wrote for
+/// `model` under `out`. Returns the errors and warnings, notes left out.
+pub fn check_built(
+    out: &std::path::Path,
+    model: &crate::model::Model,
+    now: OffsetDateTime,
+) -> Result<Vec<Finding>, String> {
+    let options = CheckOptions {
+        dir: out.to_path_buf(),
+        map: None,
+        overrides: Overrides::default(),
+        at: None,
+        warn_within: Duration::from_secs(30 * 86_400),
+        format: Format::Human,
+        strict: false,
+        manifest: None,
+        set: BTreeMap::new(),
+    };
+    let mut findings = inspect(&options, now)?.findings;
+    findings.extend(intent::check(out, model));
+    intent::lower_declared_choices(&mut findings, model);
+    findings.retain(|f| f.level != Level::Note);
+    Ok(findings)
+}
+
 /// Runs `pkic check`: prints the report on stdout and fails when it has an error, or a
 /// warning under `--strict`.
 pub fn run(options: &CheckOptions, reporter: &Reporter) -> Result<(), Failure> {
@@ -213,6 +238,7 @@ pub fn run(options: &CheckOptions, reporter: &Reporter) -> Result<(), Failure> {
         report
             .findings
             .extend(intent::check(&options.dir, &loaded.model));
+        intent::lower_declared_choices(&mut report.findings, &loaded.model);
         report.summary = report::Summary::count(&report.findings);
     }
     let text = match options.format {
