@@ -128,9 +128,9 @@ pub fn issue_all(
         if let Some(staged) = rotation.and_then(|r| r.staged.as_ref()) {
             let new = match (&staged.keep_cert, &staged.reuse_key) {
                 (Some(der), Some(key)) => kept_cert(der, key, ca.key.algorithm),
-                _ => {
+                (_, key) => {
                     let parent = signers.get(ca.issuer.as_deref().unwrap_or(""));
-                    issue_ca(ca, None, parent, model, now)?.1
+                    issue_ca(ca, key.as_deref(), parent, model, now)?.1
                 }
             };
             issued

@@ -262,14 +262,16 @@ fn output_files(model: &Model, issued: &Issued, rendered: &[render::Rendered]) -
             push(&ca.key_file.relative, &made.key.pem, true);
         }
         push(&ca.cert_file.relative, &made.pem, false);
+        // A staged CA goes before the trust file that names it: a build killed between
+        // the two leaves a staged CA that no host trusts yet.
         let files = &ca.rotation_files;
-        if let (Some(trust), Some(pem)) = (&files.trust, issued.ca_trust.get(&ca.id)) {
-            push(&trust.relative, pem, false);
-        }
         if let (Some(cert_file), Some(staged)) = (&files.staged_cert, issued.staged_cas.get(&ca.id))
         {
             push(&files.staged_key.relative, &staged.key.pem, true);
             push(&cert_file.relative, &staged.pem, false);
+        }
+        if let (Some(trust), Some(pem)) = (&files.trust, issued.ca_trust.get(&ca.id)) {
+            push(&trust.relative, pem, false);
         }
     }
     for cert in &model.certs {
@@ -291,11 +293,7 @@ fn output_files(model: &Model, issued: &Issued, rendered: &[render::Rendered]) -
     for account in &model.service_accounts {
         let made = &issued.service_accounts[&account.id];
         push(&account.key_file.relative, &made.key.pem, true);
-        push(
-            &account.public_key_file.relative,
-            &made.published_pem,
-            false,
-        );
+        // A staged key goes before the public-key file that lists it, as for CAs.
         if let Some(staged) = issued.staged_keys.get(&account.id) {
             push(
                 &account.rotation_files.staged_key.relative,
@@ -303,6 +301,11 @@ fn output_files(model: &Model, issued: &Issued, rendered: &[render::Rendered]) -
                 true,
             );
         }
+        push(
+            &account.public_key_file.relative,
+            &made.published_pem,
+            false,
+        );
     }
     for file in rendered {
         push(&file.file.relative, &file.text, file.secret);

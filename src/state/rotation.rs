@@ -91,9 +91,14 @@ impl Record {
     fn since(&self, key: &str, stage: Stage, now: OffsetDateTime) -> OffsetDateTime {
         match self.stages.get(key) {
             Some((recorded, since)) if *recorded == stage => *since,
-            _ => now.replace_nanosecond(0).unwrap_or(now),
+            _ => whole_second(now),
         }
     }
+}
+
+/// Returns `now` without its fraction of a second, as the record keeps it.
+fn whole_second(now: OffsetDateTime) -> OffsetDateTime {
+    now.replace_nanosecond(0).unwrap_or(now)
 }
 
 /// Reads the PEM blocks tagged `tag` (such as `CERTIFICATE` or `PUBLIC KEY`) of a
@@ -227,6 +232,23 @@ impl Reader<'_> {
 
         match rotation.stage {
             Stage::AddNew => {
+                let other_trusted = trusted.iter().any(|der| Some(der) != current.cert.as_ref());
+                if staged.cert.is_none() && other_trusted {
+                    return Err(stage_error(format!(
+                        "CA `{id}`: {} trusts a CA besides the current one, but no staged CA \
+                         is on disk: either use-new was built, and going back to add-new would \
+                         drop the CA it replaced before the overlap, or the staged {} was lost \
+                         after hosts received the trust file",
+                        trust_file.relative.display(),
+                        staged_cert_file.relative.display()
+                    ))
+                    .with_help(format!(
+                        "after use-new, {} once the overlap has passed; if the staged files \
+                         were lost, restore them from a backup in the output directory's \
+                         .backup/",
+                        stage_help(&path, Stage::DropOld)
+                    )));
+                }
                 let decision = self.decide_old_ca(ca, current, plan)?;
                 let staged_decision = self.decide_staged_ca(ca, staged.cert, staged.key)?;
                 rotation_plan.staged = Some(staged_decision);
@@ -237,6 +259,11 @@ impl Reader<'_> {
                     Some(new_der) => {
                         let decision =
                             self.promote_staged_ca(ca, &new_der, staged.key, &current, plan)?;
+                        if decision.action != Action::Keep {
+                            // This build starts use-new, even when the record names an
+                            // earlier use-new build that was rolled back since.
+                            rotation_plan.since = whole_second(self.now);
+                        }
                         (decision, new_der)
                     }
                     None => {
@@ -408,22 +435,66 @@ impl Reader<'_> {
         cert: Option<Vec<u8>>,
         key: Option<String>,
     ) -> Result<Decision, Diagnostic> {
-        let (Some(der), Some(key)) = (cert, key) else {
-            return Ok(Decision::new(
-                Action::Create,
-                "staged for rotation (stage add-new)",
-            ));
+        let files = &ca.rotation_files;
+        let staged_cert_file = files.staged_cert.as_ref().expect("CAs have a staged cert");
+        let abandon = format!(
+            "move {}, {} and {} out of the output directory to abandon the rotation and \
+             start it again",
+            staged_cert_file.relative.display(),
+            files.staged_key.relative.display(),
+            files
+                .trust
+                .as_ref()
+                .map_or(String::new(), |t| t.relative.display().to_string())
+        );
+        let error = |message: String, help: String| {
+            Err(Diagnostic::error(format!("ca.{}", ca.id), message).with_help(help))
         };
-        let matches = parse(&der).is_ok_and(|cert| {
-            key_matches(&key, &cert)
-                && subject_change(&cert, &ca.subject).is_none()
-                && algorithm_change(&cert, ca.key.algorithm).is_none()
-        });
-        if !matches {
-            return Ok(Decision::new(
-                Action::Create,
-                "the staged CA on disk does not match the manifest or its key",
-            ));
+        let (der, key) = match (cert, key) {
+            (Some(der), Some(key)) => (der, key),
+            (None, key) => {
+                // The staged key is written before its certificate, so a key alone is
+                // left by an interrupted build, and no host trusts a CA of it yet.
+                let mut decision =
+                    Decision::new(Action::Create, "staged for rotation (stage add-new)");
+                decision.reuse_key =
+                    key.filter(|pem| key_algorithm_of(Some(pem)) == Some(ca.key.algorithm));
+                return Ok(decision);
+            }
+            (Some(_), None) => {
+                return error(
+                    format!(
+                        "CA `{}`: the staged certificate {} exists but its key {} is missing",
+                        ca.id,
+                        staged_cert_file.relative.display(),
+                        files.staged_key.relative.display()
+                    ),
+                    format!(
+                        "restore the key from a backup in the output directory's .backup/, or \
+                         {abandon}"
+                    ),
+                );
+            }
+        };
+        let cert = parse(&der).map_err(|e| Diagnostic::error(format!("ca.{}", ca.id), e))?;
+        let problem = if key_matches(&key, &cert) {
+            subject_change(&cert, &ca.subject).or_else(|| algorithm_change(&cert, ca.key.algorithm))
+        } else {
+            Some(format!(
+                "{} is not its key",
+                files.staged_key.relative.display()
+            ))
+        };
+        if let Some(problem) = problem {
+            return error(
+                format!(
+                    "CA `{}`: the CA staged by add-new ({}) differs from the manifest: \
+                     {problem}; hosts may already trust it through the trust files",
+                    ca.id,
+                    staged_cert_file.relative.display()
+                ),
+                format!("restore the manifest as it was for add-new, or {abandon}"),
+            );
         }
         Ok(Decision {
             action: Action::Keep,
@@ -574,7 +645,35 @@ impl Reader<'_> {
                             ..keep(pem)
                         }
                     }
-                    _ => Decision::new(Action::Create, "staged for rotation (stage add-new)"),
+                    Some(_) => {
+                        return Err(error(format!(
+                            "service-account key `{id}`: the staged key {staged_name} is not a \
+                             readable {} key as the manifest declares; kube-apiserver may \
+                             already trust it through {}",
+                            account.key.algorithm,
+                            account.public_key_file.relative.display()
+                        ))
+                        .with_help(format!(
+                            "restore the manifest as it was for add-new, or move \
+                             {staged_name} out of the output directory to start again"
+                        )));
+                    }
+                    None if published.iter().any(|info| *info != current_info) => {
+                        return Err(stage_error(format!(
+                            "service-account key `{id}`: {} lists a key besides the current \
+                             one, but no staged key is on disk: either use-new was built, and \
+                             going back to add-new would drop the key it replaced before the \
+                             overlap, or the staged {staged_name} was lost",
+                            account.public_key_file.relative.display()
+                        ))
+                        .with_help(format!(
+                            "after use-new, {} once the overlap has passed; if the staged key \
+                             was lost, restore it from a backup in the output directory's \
+                             .backup/",
+                            stage_help(&path, Stage::DropOld)
+                        )));
+                    }
+                    None => Decision::new(Action::Create, "staged for rotation (stage add-new)"),
                 };
                 rotation_plan.staged = Some(staged_decision);
                 Ok((keep(current), rotation_plan))
@@ -598,6 +697,10 @@ impl Reader<'_> {
                             reuse_key: Some(pem),
                             keep_cert: None,
                         };
+                        if info != current_info {
+                            // This build starts use-new, as for CAs.
+                            rotation_plan.since = whole_second(self.now);
+                        }
                         (decision, info)
                     }
                     None => (keep(current), current_info.clone()),
