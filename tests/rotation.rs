@@ -7,29 +7,26 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use support::peers::{
     FakeApiserver, describe_output, kubectl_get_version, openssl_verify, peer_command,
 };
 use support::pkic_build::with_rotation;
+use support::tree::{
+    assert_complete_pem_files, copy_tree, mode, pkic_command, run_pkic, small_manifest, snapshot,
+};
 
 const CA: &str = "ca.server-ca";
 const SA: &str = "service-account.sa";
 
-fn base_manifest() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/small-ecdsa.toml");
-    fs::read_to_string(path).unwrap()
-}
-
 /// The small manifest with the server CA and the service-account key in `stage`.
 fn staged_manifest(stage: Option<&str>, overlap: &str) -> String {
     match stage {
-        None => base_manifest(),
+        None => small_manifest(),
         Some(stage) => with_rotation(
-            &with_rotation(&base_manifest(), CA, stage, overlap),
+            &with_rotation(&small_manifest(), CA, stage, overlap),
             SA,
             stage,
             overlap,
@@ -56,18 +53,7 @@ impl Tree {
 
     fn run(&self, command: &str, manifest: &str, env: &[(&str, &str)]) -> Output {
         fs::write(&self.manifest, manifest).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pkic"));
-        cmd.arg(command)
-            .arg("-m")
-            .arg(&self.manifest)
-            .arg("-o")
-            .arg(&self.out)
-            .env_remove("EXTRA_SAN")
-            .env_remove("SECOND_NODE");
-        for (name, value) in env {
-            cmd.env(name, value);
-        }
-        cmd.output().expect("pkic runs")
+        run_pkic(command, &self.manifest, &self.out, &[], env)
     }
 
     /// Builds `manifest` and checks that a second build changes nothing.
@@ -94,37 +80,13 @@ impl Tree {
     }
 
     fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
-        walkdir::WalkDir::new(&self.out)
-            .into_iter()
-            .map(|e| e.unwrap())
-            .filter(|e| e.file_type().is_file())
-            .map(|e| {
-                e.path()
-                    .strip_prefix(&self.out)
-                    .unwrap()
-                    .display()
-                    .to_string()
-            })
-            .filter(|p| !p.starts_with(".backup") && !p.starts_with(".pkic-staging"))
-            .map(|p| {
-                let bytes = fs::read(self.out.join(&p)).unwrap();
-                (p, bytes)
-            })
-            .collect()
+        snapshot(&self.out)
     }
 
     /// Copies the whole output directory into a new scratch tree.
     fn copy(&self) -> Tree {
         let copy = Tree::new();
-        for entry in walkdir::WalkDir::new(&self.out) {
-            let entry = entry.unwrap();
-            let target = copy.out.join(entry.path().strip_prefix(&self.out).unwrap());
-            if entry.file_type().is_dir() {
-                fs::create_dir_all(&target).unwrap();
-            } else {
-                fs::copy(entry.path(), &target).unwrap();
-            }
-        }
+        copy_tree(&self.out, &copy.out);
         copy
     }
 }
@@ -167,10 +129,6 @@ fn openssl_public_key(key: &Path) -> Vec<u8> {
         .unwrap();
     assert!(output.status.success(), "{}", describe_output(&output));
     output.stdout
-}
-
-fn mode(path: &Path) -> u32 {
-    fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 /// kubectl with `kubeconfig` against a stand-in apiserver serving `serving` of `server`.
@@ -388,7 +346,7 @@ fn stages_out_of_order_are_refused() {
     );
     refused(
         &before,
-        &with_rotation(&base_manifest(), SA, "use-new", "1s"),
+        &with_rotation(&small_manifest(), SA, "use-new", "1s"),
         "stage use-new needs the new key that stage add-new stages",
     );
 
@@ -417,7 +375,7 @@ fn bad_rotation_tables_are_refused() {
             && stderr.contains("did you mean `use-new`?"),
         "{stderr}"
     );
-    let no_overlap = base_manifest().replace(
+    let no_overlap = small_manifest().replace(
         "[ca.server-ca]\n",
         "[ca.server-ca]\nrotation = { stage = \"add-new\" }\n",
     );
@@ -437,12 +395,7 @@ fn converges_after_kills(from: &Tree, to: &str, check: impl Fn(&Tree, &str)) {
         let limit = operations.to_string();
         let killed = tree.run("build", to, &[("PKIC_TEST_ABORT_AFTER", &limit)]);
         let context = format!("aborted after {operations} operations");
-        for (path, bytes) in tree.snapshot() {
-            if path.ends_with(".crt") || path.ends_with(".key") || path.ends_with(".pub") {
-                let parsed = pem::parse_many(&bytes).unwrap_or_default();
-                assert!(!parsed.is_empty(), "{context}: {path} is not complete PEM");
-            }
-        }
+        assert_complete_pem_files(&tree.out, &context);
         let recovered = tree.run("build", to, &[]);
         assert!(
             recovered.status.success(),
@@ -526,7 +479,7 @@ fn killed_stage_builds_converge() {
 #[test]
 fn rotation_can_give_the_new_ca_its_own_name() {
     let tree = Tree::new();
-    tree.build(&base_manifest());
+    tree.build(&small_manifest());
     let renamed = |stage: &str| {
         staged_manifest(Some(stage), "1s").replace("cn = \"Server CA\"", "cn = \"Server CA 2027\"")
     };
@@ -535,11 +488,7 @@ fn rotation_can_give_the_new_ca_its_own_name() {
     let apiserver = certs(&tree.read("pki/apiserver.crt"));
     let (_, cert) = x509_parser::parse_x509_certificate(&apiserver[0]).unwrap();
     assert_eq!(cert.issuer().to_string(), "CN=Server CA 2027");
-    let check = Command::new(env!("CARGO_BIN_EXE_pkic"))
-        .arg("check")
-        .arg(&tree.out)
-        .output()
-        .unwrap();
+    let check = pkic_command().arg("check").arg(&tree.out).output().unwrap();
     assert!(check.status.success(), "{}", describe_output(&check));
     let stdout = String::from_utf8_lossy(&check.stdout);
     assert!(!stdout.contains("ca-subject-shared"), "{stdout}");
