@@ -17,6 +17,7 @@ use support::pkic_build::{
     APISERVER_FLAGS, Build, apiserver_etcd_client, etcd_member, flag, loopback_node, read_manifest,
     start_apiserver,
 };
+use support::tree::files_under;
 
 // Names that `pki.toml.example` chooses, in one place while they change.
 const MANIFEST: &str = "pki.toml.example";
@@ -128,7 +129,7 @@ fn apiserver_cert_rejected_as_client() {
 fn every_key_matches_its_certificate() {
     let build = example_build();
     let mut checked = 0;
-    for entry in walkdir(&build.out()) {
+    for entry in files_under(&build.out()) {
         let Some(cert) = entry.to_str().and_then(|path| path.strip_suffix(".crt")) else {
             continue;
         };
@@ -145,19 +146,6 @@ fn every_key_matches_its_certificate() {
         checked += 1;
     }
     assert!(checked >= 12, "only {checked} certificates with keys found");
-}
-
-fn walkdir(directory: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(directory).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walkdir(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 // ---------------------------------------------------------------------------
