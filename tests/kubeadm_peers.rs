@@ -22,8 +22,9 @@ use support::peers::{
     kubectl_get_version, openssl_verify, peer_command, run_with_timeout,
 };
 use support::pkic_build::{
-    APISERVER_FLAGS, Build, INSTALL_ROOT, apiserver_etcd_client, assert_etcd_members_form_cluster,
-    etcd_member, flag, loopback_node, read_manifest, start_apiserver,
+    APISERVER_FLAGS, Build, INSTALL_ROOT, apiserver_etcd_client,
+    assert_apiserver_etcd_client_reads_and_writes, assert_etcd_members_form_cluster, etcd_member,
+    flag, loopback_node, read_manifest, start_apiserver,
 };
 
 // Names that `examples/kubeadm.pki.toml` sets, kept in one place.
@@ -285,21 +286,7 @@ fn proxy_client_name_is_allowed() {
 
 #[test]
 fn apiserver_etcd_client_reads_and_writes() {
-    let build = kubeadm_build();
-    let member_flags = build.etcd_flags(CONTROL_PLANE_NODE);
-    let apiserver_flags = build.flags(APISERVER_FLAGS, Some(CONTROL_PLANE_NODE));
-    let client = apiserver_etcd_client(&apiserver_flags);
-    let etcd = EtcdCluster::start(&[etcd_member(&member_flags)], &client);
-
-    let value = etcdctl_put_get(
-        etcd.client_url(0),
-        client.cacert,
-        client.cert,
-        client.key,
-        "/registry/pkic-test",
-        "stored",
-    );
-    assert_eq!(value.as_deref(), Ok("stored"));
+    assert_apiserver_etcd_client_reads_and_writes(kubeadm_build(), CONTROL_PLANE_NODE);
 }
 
 #[test]

@@ -14,8 +14,9 @@ use support::peers::{
     kubectl_get_version, openssl_verify,
 };
 use support::pkic_build::{
-    APISERVER_FLAGS, Build, apiserver_etcd_client, assert_etcd_members_form_cluster, etcd_member,
-    flag, loopback_node, read_manifest, start_apiserver,
+    APISERVER_FLAGS, Build, apiserver_etcd_client, assert_apiserver_etcd_client_reads_and_writes,
+    assert_etcd_members_form_cluster, etcd_member, flag, loopback_node, read_manifest,
+    start_apiserver,
 };
 use support::tree::files_under;
 
@@ -222,21 +223,7 @@ fn apiserver_rejects_etcd_client_certificate() {
 
 #[test]
 fn apiserver_etcd_client_reads_and_writes() {
-    let build = example_build();
-    let member_flags = build.etcd_flags(CONTROL_PLANE_NODE);
-    let apiserver_flags = build.flags(APISERVER_FLAGS, Some(CONTROL_PLANE_NODE));
-    let client = apiserver_etcd_client(&apiserver_flags);
-    let etcd = EtcdCluster::start(&[etcd_member(&member_flags)], &client);
-
-    let value = etcdctl_put_get(
-        etcd.client_url(0),
-        client.cacert,
-        client.cert,
-        client.key,
-        "/registry/pkic-test",
-        "stored",
-    );
-    assert_eq!(value.as_deref(), Ok("stored"));
+    assert_apiserver_etcd_client_reads_and_writes(example_build(), CONTROL_PLANE_NODE);
 }
 
 #[test]

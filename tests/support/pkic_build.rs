@@ -9,7 +9,7 @@ use std::process::Command;
 
 use super::peers::{
     EtcdClientTls, EtcdCluster, EtcdMemberTls, FakeApiserver, assert_etcd_replicates,
-    describe_output,
+    describe_output, etcdctl_put_get,
 };
 
 /// Install root of both shipped manifests, the prefix of every path in their flag
@@ -215,6 +215,25 @@ pub fn assert_etcd_members_form_cluster(build: &Build, nodes: [&str; 3], control
     let etcd = EtcdCluster::start(&members, &client);
 
     assert_etcd_replicates(&etcd, &client);
+}
+
+/// Starts one etcd member from the etcd.flags of `control_plane`, and asserts that the
+/// etcd client of its kube-apiserver.flags writes and reads a key.
+pub fn assert_apiserver_etcd_client_reads_and_writes(build: &Build, control_plane: &str) {
+    let member_flags = build.etcd_flags(control_plane);
+    let apiserver_flags = build.flags(APISERVER_FLAGS, Some(control_plane));
+    let client = apiserver_etcd_client(&apiserver_flags);
+    let etcd = EtcdCluster::start(&[etcd_member(&member_flags)], &client);
+
+    let value = etcdctl_put_get(
+        etcd.client_url(0),
+        client.cacert,
+        client.cert,
+        client.key,
+        "/registry/pkic-test",
+        "stored",
+    );
+    assert_eq!(value.as_deref(), Ok("stored"));
 }
 
 /// Returns `manifest` with a `rotation` table added to the table headed `[section]`.
