@@ -91,6 +91,20 @@ impl TestPki {
         FakeApiserver::start(&self.server.cert, &self.server.key, &self.ca.cert)
     }
 
+    /// Writes the kubeconfig `name` for `server` that trusts `ca`, and runs
+    /// `kubectl get --raw /version` with it.
+    fn kubectl_version(
+        &self,
+        name: &str,
+        server: &str,
+        ca: &Path,
+        credentials: Credentials<'_>,
+    ) -> Output {
+        let kubeconfig = self.path(name);
+        write_kubeconfig(&kubeconfig, server, ca, credentials);
+        kubectl_get_version(&kubeconfig, None)
+    }
+
     fn etcd_member(&self) -> EtcdMemberTls<'_> {
         EtcdMemberTls {
             cert: &self.peer.cert,
@@ -314,15 +328,12 @@ fn key_does_not_match_other_cert() {
 fn kubectl_accepts_client_from_client_ca() {
     let pki = TestPki::new();
     let server = pki.start_apiserver();
-    let kubeconfig = pki.path("admin.conf");
-    write_kubeconfig(
-        &kubeconfig,
+    assert_version_served(&pki.kubectl_version(
+        "admin.conf",
         &server.url(),
         &pki.ca.cert,
         Credentials::ClientCert(&pki.admin),
-    );
-
-    assert_version_served(&kubectl_get_version(&kubeconfig, None));
+    ));
 }
 
 #[test]
@@ -349,15 +360,12 @@ fn kubectl_server_override_replaces_kubeconfig_server() {
 fn fake_apiserver_rejects_client_without_cert() {
     let pki = TestPki::new();
     let server = pki.start_apiserver();
-    let kubeconfig = pki.path("token.conf");
-    write_kubeconfig(
-        &kubeconfig,
+    let output = pki.kubectl_version(
+        "token.conf",
         &server.url(),
         &pki.ca.cert,
         Credentials::Token("not-checked"),
     );
-
-    let output = kubectl_get_version(&kubeconfig, None);
     assert_kubectl_failed_with(&output, "certificate required");
 }
 
@@ -365,15 +373,12 @@ fn fake_apiserver_rejects_client_without_cert() {
 fn fake_apiserver_rejects_client_from_other_ca() {
     let pki = TestPki::new();
     let server = pki.start_apiserver();
-    let kubeconfig = pki.path("stranger.conf");
-    write_kubeconfig(
-        &kubeconfig,
+    let output = pki.kubectl_version(
+        "stranger.conf",
         &server.url(),
         &pki.ca.cert,
         Credentials::ClientCert(&pki.stranger),
     );
-
-    let output = kubectl_get_version(&kubeconfig, None);
     assert_kubectl_failed_with(&output, "unknown certificate authority");
     assert!(
         server.log().contains("CN = stranger"),
@@ -386,15 +391,12 @@ fn fake_apiserver_rejects_client_from_other_ca() {
 fn kubectl_rejects_server_from_other_ca() {
     let pki = TestPki::new();
     let server = pki.start_apiserver();
-    let kubeconfig = pki.path("wrong-ca.conf");
-    write_kubeconfig(
-        &kubeconfig,
+    let output = pki.kubectl_version(
+        "wrong-ca.conf",
         &server.url(),
         &pki.other_ca.cert,
         Credentials::ClientCert(&pki.admin),
     );
-
-    let output = kubectl_get_version(&kubeconfig, None);
     assert_kubectl_failed_with(&output, "x509");
 }
 
