@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 cargo build --quiet
-pkic=target/debug/pkic
+pkic=${CARGO_TARGET_DIR:-target}/debug/pkic
 
 "$pkic" -q build -m pki.toml.example \
     --set MASTER_IP=192.0.2.10 --set WORKER1_IP=192.0.2.21 --set WORKER2_IP=192.0.2.22 \

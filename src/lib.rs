@@ -68,7 +68,7 @@ impl Reporter {
     /// Prints a result line on stdout, such as the path of a written file, unless `-q`.
     pub fn result(&self, line: &str) {
         if self.verbosity >= Verbosity::Normal {
-            println!("{line}");
+            print_out(&format!("{line}\n"));
         }
     }
 
@@ -77,5 +77,19 @@ impl Reporter {
         if self.verbosity >= Verbosity::Normal {
             eprintln!("{line}");
         }
+    }
+}
+
+/// Writes `text` to stdout. A reader that stopped reading (`pkic graph | head`) ends
+/// the output quietly; other write errors are reported on stderr.
+pub fn print_out(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("pkic: cannot write to stdout: {e}");
     }
 }

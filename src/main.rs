@@ -258,7 +258,7 @@ fn graph(args: &ManifestArgs, reporter: &Reporter) -> Result<(), Failure> {
     let loaded = pipeline::load(&args.manifest, &set, reporter)?;
     if reporter.verbosity < Verbosity::Verbose {
         for key in &loaded.order {
-            println!("{key}");
+            pkic::print_out(&format!("{key}\n"));
         }
         return Ok(());
     }
@@ -267,9 +267,9 @@ fn graph(args: &ManifestArgs, reporter: &Reporter) -> Result<(), Failure> {
     for key in &loaded.order {
         let dependencies = graph.dependencies(key);
         if dependencies.is_empty() {
-            println!("{key}");
+            pkic::print_out(&format!("{key}\n"));
         } else {
-            println!("{key} <- {}", dependencies.join(", "));
+            pkic::print_out(&format!("{key} <- {}\n", dependencies.join(", ")));
         }
     }
     Ok(())

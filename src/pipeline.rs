@@ -441,7 +441,7 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
             reporter.summary(&format!("[check] public outputs match {}", dir.display()));
             return Ok(());
         }
-        print!("{diff}");
+        crate::print_out(&diff);
         return Err(Failure::Check(format!(
             "public outputs differ from {}; review the diff above, then update them with \
              `pkic build --update-golden {}`",
@@ -520,18 +520,26 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
     }
     let model = &loaded.model;
     reporter.summary(&format!(
-        "[build] wrote {} of {} files to {}: {} CAs, {} certificates, {} service-account \
-         keys, {} kubeconfigs, {} flag files declared",
+        "[build] wrote {} of {} files to {}; the manifest declares {}, {}, {}, {}, {} and {}",
         written.changed.len(),
         built.files.len(),
         options.out.display(),
-        model.cas.len(),
-        model.certs.len(),
-        model.service_accounts.len(),
-        model.kubeconfigs.len(),
-        model.flag_files.len()
+        count(model.cas.len(), "CA"),
+        count(model.bundles.len(), "bundle"),
+        count(model.certs.len(), "certificate"),
+        count(model.service_accounts.len(), "service-account key"),
+        count(model.kubeconfigs.len(), "kubeconfig"),
+        count(model.flag_files.len(), "flag file")
     ));
     Ok(())
+}
+
+/// Returns "1 CA" or "4 CAs".
+fn count(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
 }
 
 /// Returns the name of a build's backup directory: its UTC time.
@@ -627,11 +635,11 @@ pub fn plan(
         rollout::rollout(&loaded.model, &plan, &options.out, &built.files)
     };
     match format {
-        Format::Human => print!("{}", rollout::format_human(&rollout)),
+        Format::Human => crate::print_out(&rollout::format_human(&rollout)),
         Format::Json => {
             let json = serde_json::to_string_pretty(&rollout)
                 .map_err(|e| Failure::Io(format!("cannot encode the plan: {e}")))?;
-            println!("{json}");
+            crate::print_out(&format!("{json}\n"));
         }
     }
     Ok(!rollout.is_empty())

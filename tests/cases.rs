@@ -195,6 +195,45 @@ fn rejected(fixture: &str) -> Build {
     build
 }
 
+/// Builds a fixture that must be rejected, and asserts that stderr contains an error
+/// at each `(line, value)` of `locations` and each of `messages`.
+#[track_caller]
+fn assert_rejected_with(fixture: &str, locations: &[(&str, &str)], messages: &[&str]) {
+    let stderr = rejected(fixture).outcome.stderr;
+    assert_diagnostics(fixture, &stderr, "error", locations, messages);
+}
+
+/// Builds a fixture that must build, and asserts that stderr contains a warning at each
+/// `(line, value)` of `locations` and each of `messages`. Returns the build.
+#[track_caller]
+fn assert_warned_with(fixture: &str, locations: &[(&str, &str)], messages: &[&str]) -> Build {
+    let build = Build::ok(fixture);
+    assert_diagnostics(
+        fixture,
+        &build.outcome.stderr,
+        "warning",
+        locations,
+        messages,
+    );
+    build
+}
+
+#[track_caller]
+fn assert_diagnostics(
+    fixture: &str,
+    stderr: &str,
+    severity: &str,
+    locations: &[(&str, &str)],
+    messages: &[&str],
+) {
+    for (line, value) in locations {
+        assert_contains(stderr, &located(fixture, line, value, severity));
+    }
+    for message in messages {
+        assert_contains(stderr, message);
+    }
+}
+
 /// Returns `file:line:column: severity` for `value` on the first line of a fixture that
 /// contains `line`.
 fn located(fixture: &str, line: &str, value: &str, severity: &str) -> String {
@@ -254,27 +293,29 @@ fn service_account_pair_feeds_all_three_flags() {
 
 #[test]
 fn ca_key_as_service_account_key_rejected() {
-    let fixture = "ca-key-as-service-account-key.toml";
-    let stderr = rejected(fixture).outcome.stderr;
-    let at = located(fixture, "service-account = \"cluster-ca\"", "\"", "error");
-    assert_contains(&stderr, &at);
-    assert_contains(&stderr, "flags.kube-apiserver.service-account");
-    assert_contains(&stderr, "names `cluster-ca`, which is a certificate's key");
-    assert_contains(&stderr, "help: declare [service-account.sa]");
+    assert_rejected_with(
+        "ca-key-as-service-account-key.toml",
+        &[("service-account = \"cluster-ca\"", "\"")],
+        &[
+            "flags.kube-apiserver.service-account",
+            "names `cluster-ca`, which is a certificate's key",
+            "help: declare [service-account.sa]",
+        ],
+    );
 }
 
 #[test]
 fn token_signer_and_verifier_must_match() {
-    let fixture = "service-account-keys-differ.toml";
-    let stderr = rejected(fixture).outcome.stderr;
-    assert_contains(
-        &stderr,
-        &located(fixture, "service-account = \"old-sa\"", "\"", "error"),
+    assert_rejected_with(
+        "service-account-keys-differ.toml",
+        &[("service-account = \"old-sa\"", "\"")],
+        &[
+            "flags.kube-controller-manager.service-account",
+            "signs service-account tokens with `old-sa`",
+            "kube-apiserver verifies them with `sa`",
+            "help: name the same [service-account] in both",
+        ],
     );
-    assert_contains(&stderr, "flags.kube-controller-manager.service-account");
-    assert_contains(&stderr, "signs service-account tokens with `old-sa`");
-    assert_contains(&stderr, "kube-apiserver verifies them with `sa`");
-    assert_contains(&stderr, "help: name the same [service-account] in both");
 }
 
 #[test]
@@ -320,36 +361,29 @@ fn apiserver_cert_covers_configured_service_ip() {
 
 #[test]
 fn service_ip_of_another_range_warned() {
-    let fixture = "apiserver-san-from-another-service-range.toml";
-    let build = Build::ok(fixture);
-    let stderr = &build.outcome.stderr;
-    assert_contains(
-        stderr,
-        &located(fixture, "sans = [\"10.32.0.1\"", "\"", "warning"),
+    let build = assert_warned_with(
+        "apiserver-san-from-another-service-range.toml",
+        &[("sans = [\"10.32.0.1\"", "\"")],
+        &[
+            "cert.apiserver.sans[0]",
+            "IP SAN 10.32.0.1 looks like the service IP of another range",
+            "cluster.service-cidr is 10.0.0.0/24",
+        ],
     );
-    assert_contains(stderr, "cert.apiserver.sans[0]");
-    assert_contains(
-        stderr,
-        "IP SAN 10.32.0.1 looks like the service IP of another range",
-    );
-    assert_contains(stderr, "cluster.service-cidr is 10.0.0.0/24");
     assert!(build.cert("pki/apiserver.crt").has_san("IP:10.0.0.1"));
 }
 
 #[test]
 fn apiserver_cert_without_service_ip_rejected() {
-    let fixture = "apiserver-cert-without-service-ip.toml";
-    let stderr = rejected(fixture).outcome.stderr;
-    assert_contains(
-        &stderr,
-        &located(fixture, "tls-cert = \"apiserver\"", "\"", "error"),
-    );
-    assert_contains(&stderr, "flags.kube-apiserver.tls-cert");
-    assert_contains(&stderr, "lacks the service IP 10.0.0.1");
-    assert_contains(&stderr, "cluster.service-cidr `10.0.0.0/24`");
-    assert_contains(
-        &stderr,
-        "help: set `role = \"apiserver\"` on cert.apiserver",
+    assert_rejected_with(
+        "apiserver-cert-without-service-ip.toml",
+        &[("tls-cert = \"apiserver\"", "\"")],
+        &[
+            "flags.kube-apiserver.tls-cert",
+            "lacks the service IP 10.0.0.1",
+            "cluster.service-cidr `10.0.0.0/24`",
+            "help: set `role = \"apiserver\"` on cert.apiserver",
+        ],
     );
 }
 
@@ -381,35 +415,28 @@ fn every_serving_cert_has_sans() {
 
 #[test]
 fn host_name_only_in_cn_rejected() {
-    let fixture = "serving-cert-with-host-name-only-in-cn.toml";
-    let stderr = rejected(fixture).outcome.stderr;
-    assert_contains(
-        &stderr,
-        &located(fixture, "[cert.etcd-server]", "[", "error"),
-    );
-    assert_contains(&stderr, "cert.etcd-server.sans");
-    assert_contains(&stderr, "serves TLS but has no subject alternative name");
-    assert_contains(
-        &stderr,
-        "help: add the host names clients dial, such as `sans = [\"etcd-1.example.com\"]`",
+    assert_rejected_with(
+        "serving-cert-with-host-name-only-in-cn.toml",
+        &[("[cert.etcd-server]", "[")],
+        &[
+            "cert.etcd-server.sans",
+            "serves TLS but has no subject alternative name",
+            "help: add the host names clients dial, such as `sans = [\"etcd-1.example.com\"]`",
+        ],
     );
 }
 
 #[test]
 fn host_name_missing_from_sans_warned() {
-    let fixture = "serving-cert-with-host-name-missing-from-sans.toml";
-    let build = Build::ok(fixture);
-    let stderr = &build.outcome.stderr;
-    assert_contains(
-        stderr,
-        &located(fixture, "sans = [\"localhost\"", "[", "warning"),
+    assert_warned_with(
+        "serving-cert-with-host-name-missing-from-sans.toml",
+        &[("sans = [\"localhost\"", "[")],
+        &[
+            "cert.etcd-server.sans",
+            "names the host \"etcd-1.example.com\" only in its common name",
+            "help: add \"etcd-1.example.com\" to `sans`",
+        ],
     );
-    assert_contains(stderr, "cert.etcd-server.sans");
-    assert_contains(
-        stderr,
-        "names the host \"etcd-1.example.com\" only in its common name",
-    );
-    assert_contains(stderr, "help: add \"etcd-1.example.com\" to `sans`");
 }
 
 // Kubelet serving and client certificates.
@@ -436,39 +463,30 @@ fn kubelet_serves_with_its_own_serving_cert() {
 
 #[test]
 fn client_cert_as_kubelet_serving_cert_rejected() {
-    let fixture = "kubelet-serves-with-client-cert.toml";
-    let stderr = rejected(fixture).outcome.stderr;
-    assert_contains(
-        &stderr,
-        &located(fixture, "tls-cert = \"kubelet-client\"", "\"", "error"),
+    assert_rejected_with(
+        "kubelet-serves-with-client-cert.toml",
+        &[("tls-cert = \"kubelet-client\"", "\"")],
+        &[
+            "per-node.flags.kubelet.tls-cert",
+            "--tls-cert-file needs a serving certificate",
+            "`worker-1/kubelet-client` does not allow server use",
+            "role = \"kubelet-serving\"",
+        ],
     );
-    assert_contains(&stderr, "per-node.flags.kubelet.tls-cert");
-    assert_contains(&stderr, "--tls-cert-file needs a serving certificate");
-    assert_contains(
-        &stderr,
-        "`worker-1/kubelet-client` does not allow server use",
-    );
-    assert_contains(&stderr, "role = \"kubelet-serving\"");
 }
 
 #[test]
 fn kubelet_serving_cert_shared_by_nodes_rejected() {
-    let fixture = "kubelet-serving-cert-shared-by-nodes.toml";
-    let stderr = rejected(fixture).outcome.stderr;
-    assert_contains(
-        &stderr,
-        &located(fixture, "tls-cert = \"kubelet\"", "\"", "error"),
+    assert_rejected_with(
+        "kubelet-serving-cert-shared-by-nodes.toml",
+        &[("tls-cert = \"kubelet\"", "\"")],
+        &[
+            "per-node.flags.kubelet.tls-cert",
+            "of node `worker-2` lacks the node's address 192.0.2.22",
+            "nodes worker-1, worker-2 all use certificate `kubelet`",
+            "role = \"kubelet-serving\"",
+        ],
     );
-    assert_contains(&stderr, "per-node.flags.kubelet.tls-cert");
-    assert_contains(
-        &stderr,
-        "of node `worker-2` lacks the node's address 192.0.2.22",
-    );
-    assert_contains(
-        &stderr,
-        "nodes worker-1, worker-2 all use certificate `kubelet`",
-    );
-    assert_contains(&stderr, "role = \"kubelet-serving\"");
 }
 
 #[test]
@@ -484,39 +502,32 @@ fn kubelet_client_identity_is_per_node() {
 
 #[test]
 fn shared_bare_node_identity_rejected() {
-    let fixture = "kubelets-share-bare-node-identity.toml";
-    let stderr = rejected(fixture).outcome.stderr;
-    assert_contains(
-        &stderr,
-        &located(fixture, "subject = { cn = \"system:node\"", "{", "error"),
-    );
-    assert_contains(&stderr, "cert.kubelet.subject");
-    assert_contains(
-        &stderr,
-        "CN=\"system:node\" O=[\"system:nodes\"], which is not a node identity",
-    );
-    assert_contains(
-        &stderr,
-        &located(fixture, "user = \"kubelet\"", "\"", "error"),
-    );
-    assert_contains(&stderr, "per-node.kubeconfig.kubelet.user");
-    assert_contains(
-        &stderr,
-        "nodes `node-1` and `node-2` authenticate with one certificate",
+    assert_rejected_with(
+        "kubelets-share-bare-node-identity.toml",
+        &[
+            ("subject = { cn = \"system:node\"", "{"),
+            ("user = \"kubelet\"", "\""),
+        ],
+        &[
+            "cert.kubelet.subject",
+            "CN=\"system:node\" O=[\"system:nodes\"], which is not a node identity",
+            "per-node.kubeconfig.kubelet.user",
+            "nodes `node-1` and `node-2` authenticate with one certificate",
+        ],
     );
 }
 
 #[test]
 fn kubeconfig_with_another_nodes_identity_rejected() {
-    let fixture = "kubeconfig-uses-another-nodes-identity.toml";
-    let stderr = rejected(fixture).outcome.stderr;
-    assert_contains(
-        &stderr,
-        &located(fixture, "user = \"node-1-client\"", "\"", "error"),
+    assert_rejected_with(
+        "kubeconfig-uses-another-nodes-identity.toml",
+        &[("user = \"node-1-client\"", "\"")],
+        &[
+            "per-node.kubeconfig.kubelet.user",
+            "of node `node-2` authenticates as node `node-1`",
+            "help: point `user` at a per-node certificate",
+        ],
     );
-    assert_contains(&stderr, "per-node.kubeconfig.kubelet.user");
-    assert_contains(&stderr, "of node `node-2` authenticates as node `node-1`");
-    assert_contains(&stderr, "help: point `user` at a per-node certificate");
 }
 
 // Client identities that RBAC authorizes.
@@ -532,27 +543,28 @@ fn admin_role_gets_system_masters() {
 
 #[test]
 fn admin_cert_without_group_warned() {
-    let fixture = "admin-cert-without-group.toml";
-    let build = Build::ok(fixture);
-    let stderr = &build.outcome.stderr;
-    assert_contains(
-        stderr,
-        &located(fixture, "subject = { cn = \"admin\" }", "{", "warning"),
+    assert_warned_with(
+        "admin-cert-without-group.toml",
+        &[("subject = { cn = \"admin\" }", "{")],
+        &[
+            "cert.admin.subject",
+            "authenticates as user \"admin\"",
+            "which has no group (O)",
+            "help: add `o = \"system:masters\"`",
+        ],
     );
-    assert_contains(stderr, "cert.admin.subject");
-    assert_contains(stderr, "authenticates as user \"admin\"");
-    assert_contains(stderr, "which has no group (O)");
-    assert_contains(stderr, "help: add `o = \"system:masters\"`");
 }
 
 #[test]
 fn admin_role_with_unbound_group_warned() {
-    let fixture = "admin-role-with-unbound-group.toml";
-    let build = Build::ok(fixture);
-    let stderr = &build.outcome.stderr;
-    assert_contains(stderr, &located(fixture, "o = \"ops\"", "\"", "warning"));
-    assert_contains(stderr, "cert.admin.subject.o");
-    assert_contains(stderr, "has no group that grants rights (O=[\"ops\"])");
+    let build = assert_warned_with(
+        "admin-role-with-unbound-group.toml",
+        &[("o = \"ops\"", "\"")],
+        &[
+            "cert.admin.subject.o",
+            "has no group that grants rights (O=[\"ops\"])",
+        ],
+    );
     assert_eq!(build.cert("pki/admin.crt").organizations, ["ops"]);
 }
 
@@ -572,50 +584,43 @@ fn etcd_member_certs_allow_both_usages() {
 
 #[test]
 fn etcd_role_forced_to_server_usage_warned() {
-    let fixture = "etcd-role-forced-to-server-usage.toml";
-    let build = Build::ok(fixture);
-    let stderr = &build.outcome.stderr;
-    assert_contains(
-        stderr,
-        &located(fixture, "usage = \"server\"", "\"", "warning"),
+    assert_warned_with(
+        "etcd-role-forced-to-server-usage.toml",
+        &[("usage = \"server\"", "\"")],
+        &[
+            "per-node.cert.etcd-server.usage",
+            "`etcd-1/etcd-server` lacks clientAuth",
+            "help: remove `usage`",
+        ],
     );
-    assert_contains(stderr, "per-node.cert.etcd-server.usage");
-    assert_contains(stderr, "`etcd-1/etcd-server` lacks clientAuth");
-    assert_contains(stderr, "help: remove `usage`");
 }
 
 #[test]
 fn etcd_cert_file_without_client_auth_warned() {
-    let fixture = "etcd-cert-file-without-client-auth.toml";
-    let build = Build::ok(fixture);
-    let stderr = &build.outcome.stderr;
-    assert_contains(
-        stderr,
-        &located(fixture, "server-cert = \"etcd-server\"", "\"", "warning"),
+    assert_warned_with(
+        "etcd-cert-file-without-client-auth.toml",
+        &[("server-cert = \"etcd-server\"", "\"")],
+        &[
+            "per-node.flags.etcd.server-cert",
+            "etcd --cert-file `etcd-server` allows server use only",
+            "help: set `usage = \"both\"` on cert.etcd-server",
+        ],
     );
-    assert_contains(stderr, "per-node.flags.etcd.server-cert");
-    assert_contains(
-        stderr,
-        "etcd --cert-file `etcd-server` allows server use only",
-    );
-    assert_contains(stderr, "help: set `usage = \"both\"` on cert.etcd-server");
 }
 
 // Trust wiring: CAs, signers and bundles.
 
 #[test]
 fn cas_sharing_one_subject_warned() {
-    let fixture = "cas-sharing-one-subject.toml";
-    let build = Build::ok(fixture);
-    let stderr = &build.outcome.stderr;
-    let at = located(fixture, "[ca.etcd-ca]\nsubject = {", "{", "warning");
-    assert_contains(stderr, &at);
-    assert_contains(stderr, "ca.etcd-ca.subject");
-    assert_contains(
-        stderr,
-        "CAs `cluster-ca` and `etcd-ca` have the same subject",
+    assert_warned_with(
+        "cas-sharing-one-subject.toml",
+        &[("[ca.etcd-ca]\nsubject = {", "{")],
+        &[
+            "ca.etcd-ca.subject",
+            "CAs `cluster-ca` and `etcd-ca` have the same subject",
+            "help: give each CA its own common name",
+        ],
     );
-    assert_contains(stderr, "help: give each CA its own common name");
 }
 
 #[test]
@@ -651,19 +656,16 @@ fn trust_bundle_lists_cas_in_declared_order() {
 
 #[test]
 fn signer_flag_pointing_at_bundle_rejected() {
-    let fixture = "signer-flag-pointing-at-bundle.toml";
-    let stderr = rejected(fixture).outcome.stderr;
-    assert_contains(
-        &stderr,
-        &located(fixture, "cluster-signing = \"ca-chain\"", "\"", "error"),
+    assert_rejected_with(
+        "signer-flag-pointing-at-bundle.toml",
+        &[("cluster-signing = \"ca-chain\"", "\"")],
+        &[
+            "flags.kube-controller-manager.cluster-signing",
+            "points at bundle `ca-chain`",
+            "exactly the one CA certificate that matches the signing key",
+            "help: name one CA",
+        ],
     );
-    assert_contains(&stderr, "flags.kube-controller-manager.cluster-signing");
-    assert_contains(&stderr, "points at bundle `ca-chain`");
-    assert_contains(
-        &stderr,
-        "exactly the one CA certificate that matches the signing key",
-    );
-    assert_contains(&stderr, "help: name one CA");
 }
 
 // etcd members.
@@ -687,26 +689,17 @@ fn each_etcd_member_gets_its_own_sans() {
 
 #[test]
 fn etcd_certs_copied_to_members_rejected() {
-    let fixture = "etcd-certs-copied-to-all-members.toml";
-    let stderr = rejected(fixture).outcome.stderr;
-    assert_contains(
-        &stderr,
-        &located(fixture, "server-cert = \"etcd-server\"", "\"", "error"),
+    assert_rejected_with(
+        "etcd-certs-copied-to-all-members.toml",
+        &[("server-cert = \"etcd-server\"", "\"")],
+        &[
+            "per-node.flags.etcd.server-cert",
+            "`etcd-server` of node `etcd-2` lacks the node's address 192.0.2.2",
+            "`etcd-peer` of node `etcd-3` lacks the node's address 192.0.2.3",
+            "nodes etcd-1, etcd-2, etcd-3 all use certificate `etcd-server`",
+            "role = \"etcd-peer\"",
+        ],
     );
-    assert_contains(&stderr, "per-node.flags.etcd.server-cert");
-    assert_contains(
-        &stderr,
-        "`etcd-server` of node `etcd-2` lacks the node's address 192.0.2.2",
-    );
-    assert_contains(
-        &stderr,
-        "`etcd-peer` of node `etcd-3` lacks the node's address 192.0.2.3",
-    );
-    assert_contains(
-        &stderr,
-        "nodes etcd-1, etcd-2, etcd-3 all use certificate `etcd-server`",
-    );
-    assert_contains(&stderr, "role = \"etcd-peer\"");
 }
 
 // Certificates embedded in kubeconfigs.

@@ -220,11 +220,7 @@ fn manifest_output_deleted() {
     let args = example_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let outcome = run_check(&out, &args);
-    assert!(
-        outcome.has_in("output-missing", "pki/scheduler.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("output-missing", "pki/scheduler.crt");
     assert!(
         outcome.has("file-missing"),
         "the kubeconfig still names it: {}",
@@ -251,11 +247,7 @@ fn manifest_san_added_after_build() {
     args[1] = manifest.to_string_lossy().to_string();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let outcome = run_check(example_build(), &args);
-    assert!(
-        outcome.has_in("output-differs", "pki/apiserver.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("output-differs", "pki/apiserver.crt");
     assert!(
         outcome
             .messages("output-differs")
@@ -376,11 +368,7 @@ fn kubeadm_static_pod_flags_read() {
     std::fs::write(dir.join("manifests/kube-apiserver.yaml"), manifest)
         .expect("failed to write the manifest");
     let outcome = run_check(&dir, &[]);
-    assert!(
-        outcome.has_in("apiserver-service-ip-missing", "pki/apiserver.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("apiserver-service-ip-missing", "pki/apiserver.crt");
     let message = outcome.messages("apiserver-service-ip-missing");
     assert!(message.contains("10.0.0.1"), "{message}");
     assert!(
@@ -406,11 +394,7 @@ fn unknown_layout_rejected() {
 #[test]
 fn command_line_facts_override_tree() {
     let outcome = Case::new("override-service-cidr").check(&["--service-cidr", "10.0.0.0/24"]);
-    assert!(
-        outcome.has("apiserver-service-ip-missing"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has("apiserver-service-ip-missing");
     assert!(
         outcome
             .messages("apiserver-service-ip-missing")
@@ -422,7 +406,7 @@ fn command_line_facts_override_tree() {
 fn strict_counts_warnings() {
     let case = Case::new("strict-warnings");
     let relaxed = case.check(&["--warn-within", "400d"]);
-    assert!(relaxed.has("expires-soon"), "{}", relaxed.describe());
+    relaxed.assert_has("expires-soon");
     assert_eq!(
         relaxed.code,
         0,
@@ -593,43 +577,23 @@ fn runbook_tree_findings() {
     let outcome = run_check(&tree.root, &["--map", map.to_str().expect("UTF-8 path")]);
 
     assert_eq!(outcome.code, 1, "{}", outcome.describe());
-    assert!(
-        outcome.has_in(
-            "admin-no-group",
-            "admin.kubeconfig: client-certificate-data"
-        ),
-        "{}",
-        outcome.describe()
+    outcome.assert_has_in(
+        "admin-no-group",
+        "admin.kubeconfig: client-certificate-data",
     );
-    assert!(
-        outcome.has_in("cert-version-1", "admin.pem"),
-        "{}",
-        outcome.describe()
-    );
-    assert!(
-        outcome.has_in(
-            "kubelet-client-not-node-identity",
-            "kubelet-worker-1.kubeconfig: client-certificate-data"
-        ),
-        "{}",
-        outcome.describe()
+    outcome.assert_has_in("cert-version-1", "admin.pem");
+    outcome.assert_has_in(
+        "kubelet-client-not-node-identity",
+        "kubelet-worker-1.kubeconfig: client-certificate-data",
     );
     assert!(
         outcome
             .messages("kubelet-client-not-node-identity")
             .contains("system:kubelet")
     );
-    assert!(
-        outcome.has_in("kubelet-serving-san-missing", "kubelet-worker-1.pem"),
-        "{}",
-        outcome.describe()
-    );
-    assert!(
-        outcome.has_in("eku-absent", "apiserver.pem"),
-        "{}",
-        outcome.describe()
-    );
-    assert!(outcome.has("one-way-tls"), "{}", outcome.describe());
+    outcome.assert_has_in("kubelet-serving-san-missing", "kubelet-worker-1.pem");
+    outcome.assert_has_in("eku-absent", "apiserver.pem");
+    outcome.assert_has("one-way-tls");
 
     assert!(
         !outcome.has("kubeconfig-client-untrusted"),

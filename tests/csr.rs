@@ -10,12 +10,11 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
-use std::time::Duration;
 
-use support::peers::{describe_output, peer_command, run_with_timeout};
+use support::peers::describe_output;
+use support::tree::{mode, openssl_in, pkic_command, snapshot_with_modes, stderr};
 
 /// Exit code of a build that wrote CSRs and waits for their certificates.
 const AWAITING_SIGNATURE: i32 = 5;
@@ -134,16 +133,7 @@ impl Fixture {
 
     /// Runs openssl in the fixture directory and returns its output; panics when it fails.
     fn openssl(&self, args: &[&str]) -> Output {
-        let mut command = peer_command("openssl");
-        command.args(args).current_dir(self.dir.path());
-        let output = run_with_timeout(&mut command, Duration::from_secs(60));
-        assert!(
-            output.status.success(),
-            "openssl {} failed: {}",
-            args.join(" "),
-            describe_output(&output)
-        );
-        output
+        openssl_in(self.dir.path(), args)
     }
 
     /// Signs `out/pki/NAME.csr` with the offline root, copying the request's
@@ -174,12 +164,11 @@ impl Fixture {
     }
 
     fn pkic(&self, args: &[&str], vars: &[&str]) -> Output {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pkic"));
+        let mut command = pkic_command();
         command
             .args(args)
             .args(["-m", "pki.toml", "-o", "out"])
-            .current_dir(self.dir.path())
-            .env_remove("EXTRA_SAN");
+            .current_dir(self.dir.path());
         for var in vars {
             command.arg("--set").arg(var);
         }
@@ -191,19 +180,8 @@ impl Fixture {
     }
 
     /// Returns every file under `out/` with its bytes and mode.
-    fn snapshot(&self) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
-        let out = self.path("out");
-        walkdir(&out)
-            .into_iter()
-            .map(|path| {
-                let bytes = fs::read(&path).unwrap();
-                let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-                (
-                    path.strip_prefix(&out).unwrap().to_path_buf(),
-                    (bytes, mode),
-                )
-            })
-            .collect()
+    fn snapshot(&self) -> BTreeMap<String, (Vec<u8>, u32)> {
+        snapshot_with_modes(&self.path("out"))
     }
 
     fn csr_text(&self, name: &str) -> String {
@@ -211,27 +189,6 @@ impl Fixture {
         let output = self.openssl(&["req", "-in", &csr, "-noout", "-text"]);
         String::from_utf8(output.stdout).unwrap()
     }
-}
-
-fn walkdir(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walkdir(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn mode(path: &Path) -> u32 {
-    fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 /// Builds until the CSRs are written, asserting the exit code.

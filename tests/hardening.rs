@@ -1,28 +1,30 @@
 //! Inputs and trees that once got past pkic: each is now rejected or handled, and each
 //! test fails if the hole opens again.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
 
-fn small_manifest() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/small-ecdsa.toml");
-    fs::read_to_string(path).unwrap()
-}
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+
+use support::tree::{pkic_command, small_manifest, stderr};
+use tempfile::TempDir;
 
 fn run(dir: &Path, args: &[&str], manifest: &str) -> Output {
     fs::write(dir.join("pki.toml"), manifest).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_pkic"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("EXTRA_SAN")
-        .env_remove("SECOND_NODE")
-        .output()
-        .unwrap()
+    pkic_command().args(args).current_dir(dir).output().unwrap()
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+/// Builds the small manifest into `out` of a new directory, which must succeed.
+fn built() -> (TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = small_manifest();
+    assert!(
+        run(dir.path(), &["build", "-o", "out"], &manifest)
+            .status
+            .success()
+    );
+    (dir, manifest)
 }
 
 fn rejected(manifest: &str) -> String {
@@ -35,13 +37,7 @@ fn rejected(manifest: &str) -> String {
 
 #[test]
 fn update_golden_refuses_output_directory() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = small_manifest();
-    assert!(
-        run(dir.path(), &["build", "-o", "out"], &manifest)
-            .status
-            .success()
-    );
+    let (dir, manifest) = built();
 
     let output = run(dir.path(), &["build", "--update-golden", "out"], &manifest);
 
@@ -52,13 +48,7 @@ fn update_golden_refuses_output_directory() {
 
 #[test]
 fn output_list_cannot_move_files_outside() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = small_manifest();
-    assert!(
-        run(dir.path(), &["build", "-o", "out"], &manifest)
-            .status
-            .success()
-    );
+    let (dir, manifest) = built();
     fs::write(dir.path().join("victim.txt"), "keep me").unwrap();
     let list = dir.path().join("out/.pkic-outputs");
     let mut text = fs::read_to_string(&list).unwrap();
@@ -76,13 +66,7 @@ fn output_list_cannot_move_files_outside() {
 
 #[test]
 fn service_account_key_never_replaced_implicitly() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = small_manifest();
-    assert!(
-        run(dir.path(), &["build", "-o", "out"], &manifest)
-            .status
-            .success()
-    );
+    let (dir, manifest) = built();
     fs::remove_file(dir.path().join("out/pki/sa.key")).unwrap();
 
     let output = run(dir.path(), &["build", "-o", "out"], &manifest);
@@ -221,13 +205,7 @@ fn symlinked_output_directory_refused() {
 
 #[test]
 fn corrupt_ca_certificate_never_replaced() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = small_manifest();
-    assert!(
-        run(dir.path(), &["build", "-o", "out"], &manifest)
-            .status
-            .success()
-    );
+    let (dir, manifest) = built();
     let key_before = fs::read(dir.path().join("out/pki/server-ca.key")).unwrap();
     fs::write(
         dir.path().join("out/pki/server-ca.crt"),

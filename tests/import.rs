@@ -3,22 +3,13 @@
 //! does not match, a certificate that is not a CA, an expired CA and an encrypted key
 //! are rejected with the field named.
 
+mod support;
+
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed (scripts/install-peers.sh installs it)");
-    assert!(
-        output.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
+use support::tree::{openssl_in, pkic_command, stderr};
 
 /// Makes `ca.crt` and a key in `ca.key` with the given `openssl req -newkey` argument.
 fn make_ca(dir: &Path, newkey: &[&str]) {
@@ -36,7 +27,7 @@ fn make_ca(dir: &Path, newkey: &[&str]) {
         "-addext",
         "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
     ]);
-    openssl(dir, &args);
+    openssl_in(dir, &args);
 }
 
 const MANIFEST: &str = r#"
@@ -62,15 +53,35 @@ role = "admin"
 
 fn build(dir: &Path) -> Output {
     fs::write(dir.join("pki.toml"), MANIFEST).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_pkic"))
+    pkic_command()
         .args(["build", "-o", "out"])
         .current_dir(dir)
         .output()
         .unwrap()
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+/// Builds with the CA in `dir` and returns stderr, asserting that the build failed with
+/// exit code 2.
+fn rejected(dir: &Path) -> String {
+    let output = build(dir);
+    assert_eq!(output.status.code(), Some(2));
+    stderr(&output)
+}
+
+/// Rewrites `ca.key` with `openssl COMMAND -in ca.key -out converted.key`.
+fn convert_ca_key(dir: &Path, command: &[&str]) {
+    let mut args = command.to_vec();
+    args.extend(["-in", "ca.key", "-out", "converted.key"]);
+    openssl_in(dir, &args);
+    fs::rename(dir.join("converted.key"), dir.join("ca.key")).unwrap();
+}
+
+fn assert_ca_key_begins(dir: &Path, header: &str) {
+    assert!(
+        fs::read_to_string(dir.join("ca.key"))
+            .unwrap()
+            .starts_with(header)
+    );
 }
 
 fn assert_signs_and_stays(dir: &Path) {
@@ -82,7 +93,7 @@ fn assert_signs_and_stays(dir: &Path) {
     assert!(first.status.success(), "{}", stderr(&first));
     for (leaf, purpose) in [("apiserver", "sslserver"), ("admin", "sslclient")] {
         let leaf = format!("out/pki/{leaf}.crt");
-        openssl(
+        openssl_in(
             dir,
             &[
                 "verify",
@@ -113,11 +124,7 @@ fn assert_signs_and_stays(dir: &Path) {
 fn rsa_pkcs8_ca_signs_leaves() {
     let dir = tempfile::tempdir().unwrap();
     make_ca(dir.path(), &["-newkey", "rsa:2048"]);
-    assert!(
-        fs::read_to_string(dir.path().join("ca.key"))
-            .unwrap()
-            .starts_with("-----BEGIN PRIVATE KEY-----")
-    );
+    assert_ca_key_begins(dir.path(), "-----BEGIN PRIVATE KEY-----");
     assert_signs_and_stays(dir.path());
 }
 
@@ -125,16 +132,8 @@ fn rsa_pkcs8_ca_signs_leaves() {
 fn rsa_pkcs1_ca_signs_leaves() {
     let dir = tempfile::tempdir().unwrap();
     make_ca(dir.path(), &["-newkey", "rsa:2048"]);
-    openssl(
-        dir.path(),
-        &["rsa", "-in", "ca.key", "-traditional", "-out", "pkcs1.key"],
-    );
-    fs::rename(dir.path().join("pkcs1.key"), dir.path().join("ca.key")).unwrap();
-    assert!(
-        fs::read_to_string(dir.path().join("ca.key"))
-            .unwrap()
-            .starts_with("-----BEGIN RSA PRIVATE KEY-----")
-    );
+    convert_ca_key(dir.path(), &["rsa", "-traditional"]);
+    assert_ca_key_begins(dir.path(), "-----BEGIN RSA PRIVATE KEY-----");
     assert_signs_and_stays(dir.path());
 }
 
@@ -145,13 +144,8 @@ fn ecdsa_sec1_ca_signs_leaves() {
         dir.path(),
         &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
     );
-    openssl(dir.path(), &["ec", "-in", "ca.key", "-out", "sec1.key"]);
-    fs::rename(dir.path().join("sec1.key"), dir.path().join("ca.key")).unwrap();
-    assert!(
-        fs::read_to_string(dir.path().join("ca.key"))
-            .unwrap()
-            .starts_with("-----BEGIN EC PRIVATE KEY-----")
-    );
+    convert_ca_key(dir.path(), &["ec"]);
+    assert_ca_key_begins(dir.path(), "-----BEGIN EC PRIVATE KEY-----");
     assert_signs_and_stays(dir.path());
 }
 
@@ -159,15 +153,13 @@ fn ecdsa_sec1_ca_signs_leaves() {
 fn mismatched_ca_key_rejected() {
     let dir = tempfile::tempdir().unwrap();
     make_ca(dir.path(), &["-newkey", "rsa:2048"]);
-    openssl(
+    openssl_in(
         dir.path(),
         &["genpkey", "-algorithm", "RSA", "-out", "ca.key"],
     );
 
-    let output = build(dir.path());
+    let message = rejected(dir.path());
 
-    assert_eq!(output.status.code(), Some(2));
-    let message = stderr(&output);
     assert!(message.contains("ca.cluster-ca.import-key"), "{message}");
     assert!(message.contains("is not the key of"), "{message}");
     assert!(!dir.path().join("out").exists());
@@ -176,7 +168,7 @@ fn mismatched_ca_key_rejected() {
 #[test]
 fn leaf_certificate_rejected_as_ca() {
     let dir = tempfile::tempdir().unwrap();
-    openssl(
+    openssl_in(
         dir.path(),
         &[
             "req",
@@ -197,10 +189,8 @@ fn leaf_certificate_rejected_as_ca() {
         ],
     );
 
-    let output = build(dir.path());
+    let message = rejected(dir.path());
 
-    assert_eq!(output.status.code(), Some(2));
-    let message = stderr(&output);
     assert!(message.contains("ca.cluster-ca.import-cert"), "{message}");
     assert!(message.contains("is not a CA certificate"), "{message}");
 }
@@ -220,7 +210,7 @@ fn expired_ca_rejected() {
          keyUsage = critical,keyCertSign,cRLSign\n",
     )
     .unwrap();
-    openssl(
+    openssl_in(
         d,
         &[
             "req",
@@ -236,7 +226,7 @@ fn expired_ca_rejected() {
             "/CN=Old CA",
         ],
     );
-    openssl(
+    openssl_in(
         d,
         &[
             "ca",
@@ -260,10 +250,8 @@ fn expired_ca_rejected() {
         ],
     );
 
-    let output = build(d);
+    let message = rejected(d);
 
-    assert_eq!(output.status.code(), Some(2));
-    let message = stderr(&output);
     assert!(message.contains("ca.cluster-ca.import-cert"), "{message}");
     assert!(message.contains("expired at"), "{message}");
 }
@@ -272,25 +260,10 @@ fn expired_ca_rejected() {
 fn encrypted_ca_key_rejected_as_encrypted() {
     let dir = tempfile::tempdir().unwrap();
     make_ca(dir.path(), &["-newkey", "rsa:2048"]);
-    openssl(
-        dir.path(),
-        &[
-            "pkey",
-            "-in",
-            "ca.key",
-            "-aes256",
-            "-passout",
-            "pass:secret",
-            "-out",
-            "enc.key",
-        ],
-    );
-    fs::rename(dir.path().join("enc.key"), dir.path().join("ca.key")).unwrap();
+    convert_ca_key(dir.path(), &["pkey", "-aes256", "-passout", "pass:secret"]);
 
-    let output = build(dir.path());
+    let message = rejected(dir.path());
 
-    assert_eq!(output.status.code(), Some(2));
-    let message = stderr(&output);
     assert!(message.contains("is an encrypted private key"), "{message}");
     assert!(message.contains("openssl pkey"), "{message}");
 }
@@ -302,12 +275,7 @@ fn bundle_rejected_as_signer_certificate() {
     let cert = fs::read_to_string(dir.path().join("ca.crt")).unwrap();
     fs::write(dir.path().join("ca.crt"), format!("{cert}{cert}")).unwrap();
 
-    let output = build(dir.path());
+    let message = rejected(dir.path());
 
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("holds several certificates"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(message.contains("holds several certificates"), "{message}");
 }

@@ -2,35 +2,21 @@
 //! output of the shipped kubeadm manifest, and the next build and plan change no byte.
 //! Bad input fails with the file named and writes nothing.
 
-use std::collections::BTreeMap;
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed (scripts/install-peers.sh installs it)");
-    assert!(
-        output.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+
+use support::peers::peer_command;
+use support::tree::{openssl_in, pkic_command, snapshot_with_modes, stderr};
 
 fn pkic(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pkic"))
+    pkic_command()
         .args(args)
         .current_dir(dir)
         .output()
         .expect("failed to run pkic")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Key generation commands: RSA in PKCS#1 and PKCS#8, ECDSA P-256 in SEC1 and PKCS#8.
@@ -60,13 +46,13 @@ fn make_key(dir: &Path, key: &str, generate: &[&str]) {
     // genrsa takes the key size last, so `-out` goes right after the command.
     let mut args = vec![generate[0], "-out", key];
     args.extend(&generate[1..]);
-    openssl(dir, &args);
+    openssl_in(dir, &args);
 }
 
 /// Makes a self-signed CA valid for ten years, as kubeadm does.
 fn make_ca(dir: &Path, name: &str, subject: &str, generate: &[&str]) {
     make_key(dir, &format!("{name}.key"), generate);
-    openssl(
+    openssl_in(
         dir,
         &[
             "req",
@@ -94,7 +80,7 @@ fn make_leaf(dir: &Path, name: &str, ca: &str, subject: &str, extensions: &str, 
     make_key(dir, &format!("{name}.key"), generate);
     let ext = format!("{name}.ext");
     fs::write(dir.join(&ext), extensions).unwrap();
-    openssl(
+    openssl_in(
         dir,
         &[
             "req",
@@ -109,7 +95,7 @@ fn make_leaf(dir: &Path, name: &str, ca: &str, subject: &str, extensions: &str, 
             "request.csr",
         ],
     );
-    openssl(
+    openssl_in(
         dir,
         &[
             "x509",
@@ -200,7 +186,7 @@ fn make_kubeadm_tree(root: &Path) {
         RSA_PKCS1,
     );
     make_key(&pki, "sa.key", RSA_PKCS1);
-    openssl(&pki, &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
+    openssl_in(&pki, &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
 
     // kubeadm keeps the admin's certificate only inside admin.conf.
     make_leaf(
@@ -213,7 +199,7 @@ fn make_kubeadm_tree(root: &Path) {
     );
     let encode = |file: &str| {
         use std::io::Write;
-        let mut child = Command::new("openssl")
+        let mut child = peer_command("openssl")
             .args(["base64", "-A"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -251,41 +237,22 @@ fn make_kubeadm_tree(root: &Path) {
     }
 }
 
-/// Returns every file under `dir` with its bytes and mode.
-fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
-    let mut files = BTreeMap::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        for entry in fs::read_dir(&current).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-                continue;
-            }
-            let relative = path.strip_prefix(dir).unwrap().display().to_string();
-            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-            files.insert(relative, (fs::read(&path).unwrap(), mode));
-        }
-    }
-    files
-}
-
 /// Runs init on `from`, then checks that the next build and plan change nothing.
 fn assert_adopts_unchanged(dir: &Path, from: &str) -> String {
-    let source_before = snapshot(&dir.join(from));
+    let source_before = snapshot_with_modes(&dir.join(from));
     let init = pkic(
         dir,
         &["init", "--from", from, "-m", "pki.toml", "-o", "out"],
     );
     assert!(init.status.success(), "pkic init failed: {}", stderr(&init));
     assert_eq!(
-        snapshot(&dir.join(from)),
+        snapshot_with_modes(&dir.join(from)),
         source_before,
         "init changed the source"
     );
     let manifest = fs::read_to_string(dir.join("pki.toml")).unwrap();
 
-    let adopted = snapshot(&dir.join("out"));
+    let adopted = snapshot_with_modes(&dir.join("out"));
     for (path, (_, mode)) in &adopted {
         let expected = if path.ends_with(".key") || path.ends_with(".conf") {
             0o600
@@ -312,7 +279,7 @@ fn assert_adopts_unchanged(dir: &Path, from: &str) -> String {
         "{}",
         stderr(&build)
     );
-    let mut rebuilt = snapshot(&dir.join("out"));
+    let mut rebuilt = snapshot_with_modes(&dir.join("out"));
     // The build adds only its cache of passed verifications.
     assert!(rebuilt.remove(".pkic-verified").is_some());
     assert_eq!(
@@ -496,4 +463,43 @@ fn bad_input_rejected() {
     );
     assert!(!dir.path().join("new.toml").exists());
     assert_eq!(fs::read_dir(dir.path().join("full")).unwrap().count(), 1);
+}
+
+#[test]
+fn rotating_tree_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = support::pkic_build::with_rotation(
+        &support::tree::small_manifest(),
+        "ca.server-ca",
+        "add-new",
+        "1d",
+    );
+    fs::write(dir.path().join("rotating.toml"), manifest).unwrap();
+    let build = pkic(
+        dir.path(),
+        &["build", "-m", "rotating.toml", "-o", "rotating"],
+    );
+    assert!(build.status.success(), "{}", stderr(&build));
+
+    assert_rejected(dir.path(), "rotating", "is in the middle of a rotation");
+}
+
+#[test]
+fn tree_without_adoptable_files_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("keyless");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(tree.join("req.cnf"), REQ_CONFIG).unwrap();
+    make_ca(&tree, "ca", "/CN=kubernetes", EC_SEC1);
+    make_leaf(
+        &tree,
+        "apiserver",
+        "ca",
+        "/CN=kube-apiserver",
+        "extendedKeyUsage = serverAuth\nsubjectAltName = DNS:kubernetes\n",
+        EC_SEC1,
+    );
+    fs::remove_file(tree.join("ca.key")).unwrap();
+
+    assert_rejected(dir.path(), "keyless", "can be adopted without a change");
 }

@@ -22,8 +22,9 @@ use support::peers::{
     kubectl_get_version, openssl_verify, peer_command, run_with_timeout,
 };
 use support::pkic_build::{
-    APISERVER_FLAGS, Build, INSTALL_ROOT, apiserver_etcd_client, etcd_member, flag, loopback_node,
-    read_manifest, start_apiserver,
+    APISERVER_FLAGS, Build, INSTALL_ROOT, apiserver_etcd_client,
+    assert_apiserver_etcd_client_reads_and_writes, assert_etcd_members_form_cluster, etcd_member,
+    flag, loopback_node, read_manifest, start_apiserver,
 };
 
 // Names that `examples/kubeadm.pki.toml` sets, kept in one place.
@@ -285,21 +286,7 @@ fn proxy_client_name_is_allowed() {
 
 #[test]
 fn apiserver_etcd_client_reads_and_writes() {
-    let build = kubeadm_build();
-    let member_flags = build.etcd_flags(CONTROL_PLANE_NODE);
-    let apiserver_flags = build.flags(APISERVER_FLAGS, Some(CONTROL_PLANE_NODE));
-    let client = apiserver_etcd_client(&apiserver_flags);
-    let etcd = EtcdCluster::start(&[etcd_member(&member_flags)], &client);
-
-    let value = etcdctl_put_get(
-        etcd.client_url(0),
-        client.cacert,
-        client.cert,
-        client.key,
-        "/registry/pkic-test",
-        "stored",
-    );
-    assert_eq!(value.as_deref(), Ok("stored"));
+    assert_apiserver_etcd_client_reads_and_writes(kubeadm_build(), CONTROL_PLANE_NODE);
 }
 
 #[test]
@@ -362,34 +349,10 @@ fn etcd_rejects_clients_of_other_cas() {
 
 #[test]
 fn etcd_members_form_cluster() {
-    let build = build_with_etcd_members();
     let nodes = [
         CONTROL_PLANE_NODE,
         EXTRA_CONTROL_PLANE_NODES[0],
         EXTRA_CONTROL_PLANE_NODES[1],
     ];
-    let member_flags: Vec<_> = nodes.iter().map(|node| build.etcd_flags(node)).collect();
-    let peer_certs: Vec<&Path> = member_flags
-        .iter()
-        .map(|flags| flag(flags, "peer-cert-file"))
-        .collect();
-    assert_ne!(
-        peer_certs[0], peer_certs[1],
-        "members share one peer certificate file"
-    );
-    let members: Vec<_> = member_flags.iter().map(etcd_member).collect();
-    let apiserver_flags = build.flags(APISERVER_FLAGS, Some(CONTROL_PLANE_NODE));
-    let client = apiserver_etcd_client(&apiserver_flags);
-
-    let etcd = EtcdCluster::start(&members, &client);
-
-    let put = etcdctl(etcd.client_url(0), &client, &["put", "replicated", "yes"]);
-    assert!(put.status.success(), "{}", describe_output(&put));
-    let get = etcdctl(
-        etcd.client_url(2),
-        &client,
-        &["get", "--print-value-only", "replicated"],
-    );
-    assert!(get.status.success(), "{}", describe_output(&get));
-    assert_eq!(String::from_utf8_lossy(&get.stdout).trim_end(), "yes");
+    assert_etcd_members_form_cluster(build_with_etcd_members(), nodes, CONTROL_PLANE_NODE);
 }

@@ -15,8 +15,8 @@ use support::openssl_certs::{
 };
 use support::peers::{
     EtcdClientTls, EtcdCluster, EtcdMemberTls, FAKE_APISERVER_VERSION, FakeApiserver,
-    describe_output, etcdctl, etcdctl_put_get, free_port, key_matches_cert, kubectl_get_version,
-    openssl_verify, require_program,
+    assert_etcd_replicates, describe_output, etcdctl, etcdctl_put_get, free_port, key_matches_cert,
+    kubectl_get_version, openssl_verify, require_program,
 };
 use tempfile::TempDir;
 
@@ -83,6 +83,26 @@ impl TestPki {
 
     fn path(&self, name: &str) -> std::path::PathBuf {
         self.directory.path().join(name)
+    }
+
+    /// Starts the stand-in apiserver with the test server certificate, accepting
+    /// clients of the test CA.
+    fn start_apiserver(&self) -> FakeApiserver {
+        FakeApiserver::start(&self.server.cert, &self.server.key, &self.ca.cert)
+    }
+
+    /// Writes the kubeconfig `name` for `server` that trusts `ca`, and runs
+    /// `kubectl get --raw /version` with it.
+    fn kubectl_version(
+        &self,
+        name: &str,
+        server: &str,
+        ca: &Path,
+        credentials: Credentials<'_>,
+    ) -> Output {
+        let kubeconfig = self.path(name);
+        write_kubeconfig(&kubeconfig, server, ca, credentials);
+        kubectl_get_version(&kubeconfig, None)
     }
 
     fn etcd_member(&self) -> EtcdMemberTls<'_> {
@@ -165,6 +185,13 @@ fn assert_kubectl_failed(output: &Output) {
         "kubectl succeeded: {}",
         describe_output(output)
     );
+}
+
+/// Asserts that kubectl failed with `needle` in its stderr.
+fn assert_kubectl_failed_with(output: &Output, needle: &str) {
+    assert_kubectl_failed(output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(needle), "{}", describe_output(output));
 }
 
 // ---------------------------------------------------------------------------
@@ -300,22 +327,19 @@ fn key_does_not_match_other_cert() {
 #[test]
 fn kubectl_accepts_client_from_client_ca() {
     let pki = TestPki::new();
-    let server = FakeApiserver::start(&pki.server.cert, &pki.server.key, &pki.ca.cert);
-    let kubeconfig = pki.path("admin.conf");
-    write_kubeconfig(
-        &kubeconfig,
+    let server = pki.start_apiserver();
+    assert_version_served(&pki.kubectl_version(
+        "admin.conf",
         &server.url(),
         &pki.ca.cert,
         Credentials::ClientCert(&pki.admin),
-    );
-
-    assert_version_served(&kubectl_get_version(&kubeconfig, None));
+    ));
 }
 
 #[test]
 fn kubectl_server_override_replaces_kubeconfig_server() {
     let pki = TestPki::new();
-    let server = FakeApiserver::start(&pki.server.cert, &pki.server.key, &pki.ca.cert);
+    let server = pki.start_apiserver();
     let kubeconfig = pki.path("admin.conf");
     // Nothing listens on this port, so only the override can reach the server.
     let unused_url = format!("https://127.0.0.1:{}", free_port());
@@ -335,45 +359,27 @@ fn kubectl_server_override_replaces_kubeconfig_server() {
 #[test]
 fn fake_apiserver_rejects_client_without_cert() {
     let pki = TestPki::new();
-    let server = FakeApiserver::start(&pki.server.cert, &pki.server.key, &pki.ca.cert);
-    let kubeconfig = pki.path("token.conf");
-    write_kubeconfig(
-        &kubeconfig,
+    let server = pki.start_apiserver();
+    let output = pki.kubectl_version(
+        "token.conf",
         &server.url(),
         &pki.ca.cert,
         Credentials::Token("not-checked"),
     );
-
-    let output = kubectl_get_version(&kubeconfig, None);
-    assert_kubectl_failed(&output);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("certificate required"),
-        "{}",
-        describe_output(&output)
-    );
+    assert_kubectl_failed_with(&output, "certificate required");
 }
 
 #[test]
 fn fake_apiserver_rejects_client_from_other_ca() {
     let pki = TestPki::new();
-    let server = FakeApiserver::start(&pki.server.cert, &pki.server.key, &pki.ca.cert);
-    let kubeconfig = pki.path("stranger.conf");
-    write_kubeconfig(
-        &kubeconfig,
+    let server = pki.start_apiserver();
+    let output = pki.kubectl_version(
+        "stranger.conf",
         &server.url(),
         &pki.ca.cert,
         Credentials::ClientCert(&pki.stranger),
     );
-
-    let output = kubectl_get_version(&kubeconfig, None);
-    assert_kubectl_failed(&output);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("unknown certificate authority"),
-        "{}",
-        describe_output(&output)
-    );
+    assert_kubectl_failed_with(&output, "unknown certificate authority");
     assert!(
         server.log().contains("CN = stranger"),
         "s_server log:\n{}",
@@ -384,19 +390,14 @@ fn fake_apiserver_rejects_client_from_other_ca() {
 #[test]
 fn kubectl_rejects_server_from_other_ca() {
     let pki = TestPki::new();
-    let server = FakeApiserver::start(&pki.server.cert, &pki.server.key, &pki.ca.cert);
-    let kubeconfig = pki.path("wrong-ca.conf");
-    write_kubeconfig(
-        &kubeconfig,
+    let server = pki.start_apiserver();
+    let output = pki.kubectl_version(
+        "wrong-ca.conf",
         &server.url(),
         &pki.other_ca.cert,
         Credentials::ClientCert(&pki.admin),
     );
-
-    let output = kubectl_get_version(&kubeconfig, None);
-    assert_kubectl_failed(&output);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("x509"), "{}", describe_output(&output));
+    assert_kubectl_failed_with(&output, "x509");
 }
 
 #[test]
@@ -428,13 +429,7 @@ fn fake_apiserver_sends_only_chain_in_cert_file() {
         Credentials::ClientCert(&pki.admin),
     );
     let output = kubectl_get_version(&kubeconfig, None);
-    assert_kubectl_failed(&output);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("unknown authority"),
-        "{}",
-        describe_output(&output)
-    );
+    assert_kubectl_failed_with(&output, "unknown authority");
     drop(leaf_only);
 
     // The leaf followed by its intermediate, as a --tls-cert-file may contain them.
@@ -509,17 +504,7 @@ fn etcd_cluster_replicates_over_peer_tls() {
     let members = String::from_utf8_lossy(&list.stdout).lines().count();
     assert_eq!(members, 3, "{}", describe_output(&list));
 
-    let put = etcdctl(etcd.client_url(0), &client, &["put", "replicated", "yes"]);
-    assert!(put.status.success(), "{}", describe_output(&put));
-    // A linearizable read from another member goes through the raft leader, so it
-    // needs working peer connections.
-    let get = etcdctl(
-        etcd.client_url(2),
-        &client,
-        &["get", "--print-value-only", "replicated"],
-    );
-    assert!(get.status.success(), "{}", describe_output(&get));
-    assert_eq!(String::from_utf8_lossy(&get.stdout).trim_end(), "yes");
+    assert_etcd_replicates(&etcd, &client);
 }
 
 #[test]

@@ -6,17 +6,19 @@
 mod support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use support::peers::{
-    EtcdCluster, FAKE_APISERVER_VERSION, describe_output, etcdctl, etcdctl_put_get,
-    key_matches_cert, kubectl_get_version, openssl_verify,
+    EtcdCluster, FAKE_APISERVER_VERSION, describe_output, etcdctl_put_get, key_matches_cert,
+    kubectl_get_version, openssl_verify,
 };
 use support::pkic_build::{
-    APISERVER_FLAGS, Build, apiserver_etcd_client, etcd_member, flag, loopback_node, read_manifest,
+    APISERVER_FLAGS, Build, apiserver_etcd_client, assert_apiserver_etcd_client_reads_and_writes,
+    assert_etcd_members_form_cluster, etcd_member, flag, loopback_node, read_manifest,
     start_apiserver,
 };
+use support::tree::files_under;
 
 // Names that `pki.toml.example` chooses, in one place while they change.
 const MANIFEST: &str = "pki.toml.example";
@@ -128,7 +130,7 @@ fn apiserver_cert_rejected_as_client() {
 fn every_key_matches_its_certificate() {
     let build = example_build();
     let mut checked = 0;
-    for entry in walkdir(&build.out()) {
+    for entry in files_under(&build.out()) {
         let Some(cert) = entry.to_str().and_then(|path| path.strip_suffix(".crt")) else {
             continue;
         };
@@ -145,19 +147,6 @@ fn every_key_matches_its_certificate() {
         checked += 1;
     }
     assert!(checked >= 12, "only {checked} certificates with keys found");
-}
-
-fn walkdir(directory: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(directory).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walkdir(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 // ---------------------------------------------------------------------------
@@ -234,21 +223,7 @@ fn apiserver_rejects_etcd_client_certificate() {
 
 #[test]
 fn apiserver_etcd_client_reads_and_writes() {
-    let build = example_build();
-    let member_flags = build.etcd_flags(CONTROL_PLANE_NODE);
-    let apiserver_flags = build.flags(APISERVER_FLAGS, Some(CONTROL_PLANE_NODE));
-    let client = apiserver_etcd_client(&apiserver_flags);
-    let etcd = EtcdCluster::start(&[etcd_member(&member_flags)], &client);
-
-    let value = etcdctl_put_get(
-        etcd.client_url(0),
-        client.cacert,
-        client.cert,
-        client.key,
-        "/registry/pkic-test",
-        "stored",
-    );
-    assert_eq!(value.as_deref(), Ok("stored"));
+    assert_apiserver_etcd_client_reads_and_writes(example_build(), CONTROL_PLANE_NODE);
 }
 
 #[test]
@@ -277,30 +252,6 @@ fn etcd_rejects_admin_client_certificate() {
 
 #[test]
 fn etcd_nodes_form_cluster() {
-    let build = build_with_etcd_members();
     let nodes = [CONTROL_PLANE_NODE, EXTRA_ETCD_NODES[0], EXTRA_ETCD_NODES[1]];
-    let member_flags: Vec<_> = nodes.iter().map(|node| build.etcd_flags(node)).collect();
-    let peer_certs: Vec<&Path> = member_flags
-        .iter()
-        .map(|flags| flag(flags, "peer-cert-file"))
-        .collect();
-    assert_ne!(
-        peer_certs[0], peer_certs[1],
-        "members share one peer certificate file"
-    );
-    let members: Vec<_> = member_flags.iter().map(etcd_member).collect();
-    let apiserver_flags = build.flags(APISERVER_FLAGS, Some(CONTROL_PLANE_NODE));
-    let client = apiserver_etcd_client(&apiserver_flags);
-
-    let etcd = EtcdCluster::start(&members, &client);
-
-    let put = etcdctl(etcd.client_url(0), &client, &["put", "replicated", "yes"]);
-    assert!(put.status.success(), "{}", describe_output(&put));
-    let get = etcdctl(
-        etcd.client_url(2),
-        &client,
-        &["get", "--print-value-only", "replicated"],
-    );
-    assert!(get.status.success(), "{}", describe_output(&get));
-    assert_eq!(String::from_utf8_lossy(&get.stdout).trim_end(), "yes");
+    assert_etcd_members_form_cluster(build_with_etcd_members(), nodes, CONTROL_PLANE_NODE);
 }

@@ -8,22 +8,19 @@ mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use support::tree::{pkic_command, run_pkic, small_manifest, small_manifest_path};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn pkic(args: &[&str], vars: &[&str]) -> std::process::Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pkic"));
-    command
-        .args(args)
-        .arg("-m")
-        .arg(repo().join("tests/fixtures/small-ecdsa.toml"));
+    let mut command = pkic_command();
+    command.args(args).arg("-m").arg(small_manifest_path());
     for var in vars {
         command.arg("--set").arg(var);
     }
-    command.env_remove("EXTRA_SAN").env_remove("SECOND_NODE");
     command.output().expect("pkic runs")
 }
 
@@ -84,28 +81,14 @@ fn plan_for_node_replaced() {
 fn plan_for_node_added() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("pki.toml");
-    let text = fs::read_to_string(repo().join("tests/fixtures/small-ecdsa.toml")).unwrap();
-    let added = text.replace(
+    let added = small_manifest().replace(
         "[per-node.cert.kubelet-client]",
         "[[node]]\nname = \"node-z\"\nips = [\"192.0.2.29\"]\n\n[per-node.cert.kubelet-client]",
     );
     fs::write(&manifest, added).unwrap();
     let out = dir.path().join("out");
-    let run = |command: &str, manifest: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_pkic"))
-            .args([
-                command,
-                "-m",
-                manifest.to_str().unwrap(),
-                "-o",
-                out.to_str().unwrap(),
-            ])
-            .env_remove("EXTRA_SAN")
-            .env_remove("SECOND_NODE")
-            .output()
-            .unwrap()
-    };
-    let built = run("build", &repo().join("tests/fixtures/small-ecdsa.toml"));
+    let run = |command: &str, manifest: &Path| run_pkic(command, manifest, &out, &[], &[]);
+    let built = run("build", &small_manifest_path());
     assert!(built.status.success());
 
     let plan = run("plan", &manifest);
@@ -119,16 +102,7 @@ fn plan_for_node_added() {
 fn run_text(command: &str, dir: &Path, manifest: &str) -> std::process::Output {
     let path = dir.join("pki.toml");
     fs::write(&path, manifest).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_pkic"))
-        .arg(command)
-        .arg("-m")
-        .arg(&path)
-        .arg("-o")
-        .arg(dir.join("out"))
-        .env_remove("EXTRA_SAN")
-        .env_remove("SECOND_NODE")
-        .output()
-        .unwrap()
+    run_pkic(command, &path, &dir.join("out"), &[], &[])
 }
 
 /// Replaces every RFC 3339 time (`2026-12-04T20:00:00Z`) with `<time>`.
@@ -152,7 +126,7 @@ fn without_times(text: &str) -> String {
 /// `stage`, and compares the plan of `stage` with a golden runbook.
 fn check_rotation_plan(name: &str, section: &str, stage: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let base = fs::read_to_string(repo().join("tests/fixtures/small-ecdsa.toml")).unwrap();
+    let base = small_manifest();
     let stages = ["add-new", "use-new", "drop-old"];
     let manifest = |stage: &str| support::pkic_build::with_rotation(&base, section, stage, "1s");
     let built = run_text("build", dir.path(), &base);

@@ -2,61 +2,33 @@
 //! protection of CAs, backups, `pkic plan`, and convergence after builds killed at
 //! every file operation.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
-fn manifest() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/small-ecdsa.toml")
-}
+use support::peers::describe_output;
+use support::tree::{
+    assert_complete_pem_files, copy_tree, pkic_command, run_pkic, small_manifest,
+    small_manifest_path, snapshot,
+};
 
+/// Runs `pkic COMMAND` on the small manifest and the output directory `out`.
 fn pkic(out: &Path, command: &str, vars: &[(&str, &str)], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pkic"));
-    cmd.arg(command)
-        .arg("-m")
-        .arg(manifest())
-        .arg("-o")
-        .arg(out);
-    for (name, value) in vars {
-        cmd.arg("--set").arg(format!("{name}={value}"));
-    }
-    cmd.env_remove("EXTRA_SAN").env_remove("SECOND_NODE");
-    for (name, value) in env {
-        cmd.env(name, value);
-    }
-    cmd.output().expect("pkic runs")
+    run_pkic(command, &small_manifest_path(), out, vars, env)
 }
 
 fn build(out: &Path, vars: &[(&str, &str)]) -> Output {
     let output = pkic(out, "build", vars, &[]);
-    assert!(output.status.success(), "build failed: {}", text(&output));
+    assert!(
+        output.status.success(),
+        "build failed: {}",
+        describe_output(&output)
+    );
     output
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// Returns every file under `out` except backups and staging, as path to bytes.
-fn snapshot(out: &Path) -> BTreeMap<String, Vec<u8>> {
-    walkdir::WalkDir::new(out)
-        .into_iter()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.path().strip_prefix(out).unwrap().display().to_string())
-        .filter(|p| !p.starts_with(".backup") && !p.starts_with(".pkic-staging"))
-        .map(|p| {
-            let bytes = fs::read(out.join(&p)).unwrap();
-            (p, bytes)
-        })
-        .collect()
 }
 
 fn written(output: &Output) -> Vec<String> {
@@ -76,11 +48,11 @@ fn second_build_changes_no_file() {
     let second = build(&out, &[]);
 
     assert_eq!(snapshot(&out), before);
-    assert!(written(&second).is_empty(), "{}", text(&second));
+    assert!(written(&second).is_empty(), "{}", describe_output(&second));
     assert!(
-        text(&second).contains("no file changed"),
+        describe_output(&second).contains("no file changed"),
         "{}",
-        text(&second)
+        describe_output(&second)
     );
     assert!(!out.join(".backup").exists());
 }
@@ -174,7 +146,7 @@ fn mismatched_key_gets_new_certificate() {
     );
     assert!(written(&second).contains(&"pki/admin.crt".to_string()));
     let plan = pkic(&out, "plan", &[], &[]);
-    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    assert_eq!(plan.status.code(), Some(0), "{}", describe_output(&plan));
 }
 
 #[test]
@@ -183,24 +155,18 @@ fn ca_subject_change_rejected() {
     let out = dir.path().join("out");
     build(&out, &[]);
     let before = snapshot(&out);
-    let changed = fs::read_to_string(manifest())
-        .unwrap()
-        .replace("cn = \"Client CA\"", "cn = \"Client CA 2\"");
+    let changed = small_manifest().replace("cn = \"Client CA\"", "cn = \"Client CA 2\"");
     let edited = dir.path().join("pki.toml");
     fs::write(&edited, changed).unwrap();
 
-    let output = Command::new(env!("CARGO_BIN_EXE_pkic"))
-        .args([
-            "build",
-            "-m",
-            edited.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let output = run_pkic("build", &edited, &out, &[], &[]);
 
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        describe_output(&output)
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("ca.client-ca"), "{stderr}");
     assert!(
@@ -223,7 +189,12 @@ fn ca_without_key_rejected() {
 
     let output = pkic(&out, "build", &[], &[]);
 
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        describe_output(&output)
+    );
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("its key pki/server-ca.key is missing")
     );
@@ -241,19 +212,20 @@ fn plan_at_later_date_renews() {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pkic"));
-    command
+    let output = pkic_command()
         .args(["plan", "--at", &at, "-m"])
-        .arg(manifest())
+        .arg(small_manifest_path())
         .arg("-o")
-        .arg(&out);
-    let output = command
-        .env_remove("EXTRA_SAN")
-        .env_remove("SECOND_NODE")
+        .arg(&out)
         .output()
         .unwrap();
 
-    assert_eq!(output.status.code(), Some(4), "{}", text(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(4),
+        "{}",
+        describe_output(&output)
+    );
     let runbook = String::from_utf8_lossy(&output.stdout);
     assert!(
         runbook.contains("renew    cert:admin: expires in 25 days (renew-before 30d)"),
@@ -273,9 +245,19 @@ fn plan_reports_changes_without_writing() {
     let unchanged = pkic(&out, "plan", &[], &[]);
     let changed = pkic(&out, "plan", &[("EXTRA_SAN", "192.0.2.99")], &[]);
 
-    assert_eq!(unchanged.status.code(), Some(0), "{}", text(&unchanged));
+    assert_eq!(
+        unchanged.status.code(),
+        Some(0),
+        "{}",
+        describe_output(&unchanged)
+    );
     assert!(String::from_utf8_lossy(&unchanged.stdout).contains("No file would change."));
-    assert_eq!(changed.status.code(), Some(4), "{}", text(&changed));
+    assert_eq!(
+        changed.status.code(),
+        Some(4),
+        "{}",
+        describe_output(&changed)
+    );
     let runbook = String::from_utf8_lossy(&changed.stdout);
     assert!(
         runbook.contains("reissue  cert:apiserver: SANs added: IP:192.0.2.99"),
@@ -299,15 +281,21 @@ fn plan_json_lists_actions() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     build(&out, &[]);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pkic"));
-    cmd.args(["plan", "--format", "json", "-m"])
-        .arg(manifest())
+    let output = pkic_command()
+        .args(["plan", "--format", "json", "-m"])
+        .arg(small_manifest_path())
         .arg("-o")
-        .arg(&out);
-    cmd.args(["--set", "SECOND_NODE=node-c"]);
-    let output = cmd.output().unwrap();
+        .arg(&out)
+        .args(["--set", "SECOND_NODE=node-c"])
+        .output()
+        .unwrap();
 
-    assert_eq!(output.status.code(), Some(4), "{}", text(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(4),
+        "{}",
+        describe_output(&output)
+    );
     let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let objects = plan["objects"].as_array().unwrap();
     let created: Vec<&str> = objects
@@ -331,12 +319,9 @@ fn plan_json_lists_actions() {
 
 /// Checks that every certificate and key file under `out` is complete.
 fn assert_no_partial_file(out: &Path, context: &str) {
+    assert_complete_pem_files(out, context);
     for (path, bytes) in snapshot(out) {
         let text = String::from_utf8_lossy(&bytes);
-        if path.ends_with(".crt") || path.ends_with(".key") || path.ends_with(".pub") {
-            let parsed = pem::parse_many(text.as_bytes()).unwrap_or_default();
-            assert!(!parsed.is_empty(), "{context}: {path} is not complete PEM");
-        }
         if path.ends_with(".conf") {
             assert!(
                 text.contains("current-context:"),
@@ -362,10 +347,15 @@ fn kill_and_recover(
     assert!(
         recovered.status.success(),
         "{context}: {}",
-        text(&recovered)
+        describe_output(&recovered)
     );
     let plan = pkic(out, "plan", vars, &[]);
-    assert_eq!(plan.status.code(), Some(0), "{context}: {}", text(&plan));
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{context}: {}",
+        describe_output(&plan)
+    );
     let after = snapshot(out);
     for (path, bytes) in cas {
         assert_eq!(&after[path], bytes, "{context}: CA file {path} changed");
@@ -424,10 +414,10 @@ fn sigkilled_builds_converge() {
     for delay_ms in [0, 5, 10, 20, 30, 45, 60, 90] {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pkic"))
+        let mut child = pkic_command()
             .arg("build")
             .arg("-m")
-            .arg(manifest())
+            .arg(small_manifest_path())
             .arg("-o")
             .arg(&out)
             .stdout(Stdio::null())
@@ -438,17 +428,5 @@ fn sigkilled_builds_converge() {
         let _ = child.kill();
         child.wait().unwrap();
         kill_and_recover(&out, usize::MAX, &[], &BTreeMap::new());
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let target = to.join(entry.path().strip_prefix(from).unwrap());
-        if entry.file_type().is_dir() {
-            fs::create_dir_all(&target).unwrap();
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }

@@ -7,7 +7,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -15,21 +14,19 @@ use support::peers::{
     FakeApiserver, describe_output, kubectl_get_version, openssl_verify, peer_command,
 };
 use support::pkic_build::with_rotation;
+use support::tree::{
+    assert_complete_pem_files, copy_tree, mode, pkic_command, run_pkic, small_manifest, snapshot,
+};
 
 const CA: &str = "ca.server-ca";
 const SA: &str = "service-account.sa";
 
-fn base_manifest() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/small-ecdsa.toml");
-    fs::read_to_string(path).unwrap()
-}
-
 /// Returns the small manifest with the server CA and the service-account key in `stage`.
 fn staged_manifest(stage: Option<&str>, overlap: &str) -> String {
     match stage {
-        None => base_manifest(),
+        None => small_manifest(),
         Some(stage) => with_rotation(
-            &with_rotation(&base_manifest(), CA, stage, overlap),
+            &with_rotation(&small_manifest(), CA, stage, overlap),
             SA,
             stage,
             overlap,
@@ -56,18 +53,7 @@ impl Tree {
 
     fn run(&self, command: &str, manifest: &str, env: &[(&str, &str)]) -> Output {
         fs::write(&self.manifest, manifest).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pkic"));
-        cmd.arg(command)
-            .arg("-m")
-            .arg(&self.manifest)
-            .arg("-o")
-            .arg(&self.out)
-            .env_remove("EXTRA_SAN")
-            .env_remove("SECOND_NODE");
-        for (name, value) in env {
-            cmd.env(name, value);
-        }
-        cmd.output().expect("pkic runs")
+        run_pkic(command, &self.manifest, &self.out, &[], env)
     }
 
     /// Builds `manifest` and checks that a second build changes nothing.
@@ -94,37 +80,13 @@ impl Tree {
     }
 
     fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
-        walkdir::WalkDir::new(&self.out)
-            .into_iter()
-            .map(|e| e.unwrap())
-            .filter(|e| e.file_type().is_file())
-            .map(|e| {
-                e.path()
-                    .strip_prefix(&self.out)
-                    .unwrap()
-                    .display()
-                    .to_string()
-            })
-            .filter(|p| !p.starts_with(".backup") && !p.starts_with(".pkic-staging"))
-            .map(|p| {
-                let bytes = fs::read(self.out.join(&p)).unwrap();
-                (p, bytes)
-            })
-            .collect()
+        snapshot(&self.out)
     }
 
     /// Copies the whole output directory into a new scratch tree.
     fn copy(&self) -> Tree {
         let copy = Tree::new();
-        for entry in walkdir::WalkDir::new(&self.out) {
-            let entry = entry.unwrap();
-            let target = copy.out.join(entry.path().strip_prefix(&self.out).unwrap());
-            if entry.file_type().is_dir() {
-                fs::create_dir_all(&target).unwrap();
-            } else {
-                fs::copy(entry.path(), &target).unwrap();
-            }
-        }
+        copy_tree(&self.out, &copy.out);
         copy
     }
 }
@@ -167,10 +129,6 @@ fn openssl_public_key(key: &Path) -> Vec<u8> {
         .unwrap();
     assert!(output.status.success(), "{}", describe_output(&output));
     output.stdout
-}
-
-fn mode(path: &Path) -> u32 {
-    fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 /// Runs kubectl with `client`'s admin kubeconfig against a stand-in apiserver that serves
@@ -399,7 +357,7 @@ fn stages_out_of_order_rejected() {
     );
     assert_rejected(
         &before,
-        &with_rotation(&base_manifest(), SA, "use-new", "1s"),
+        &with_rotation(&small_manifest(), SA, "use-new", "1s"),
         "stage use-new needs the new key that stage add-new stages",
     );
 
@@ -415,6 +373,59 @@ fn stages_out_of_order_rejected() {
         &staged_manifest(None, "1s"),
         "is in the middle of a rotation on disk (pki/server-ca.new.key",
     );
+    assert_rejected(
+        &add_new,
+        &staged_manifest(Some("add-new"), "1s").replace("Server CA", "Server CA 2"),
+        "the CA staged by add-new (pki/server-ca.new.crt) differs from the manifest",
+    );
+
+    // A staged CA lost after add-new may already be trusted by hosts.
+    let lost = add_new.copy();
+    fs::remove_file(lost.file("pki/server-ca.new.crt")).unwrap();
+    assert_rejected(
+        &lost,
+        &staged_manifest(Some("add-new"), "1s"),
+        "trusts a CA besides the current one, but no staged CA is on disk",
+    );
+
+    // Going back from use-new to add-new would drop the replaced CA and key at once.
+    let use_new = add_new.copy();
+    use_new.build(&staged_manifest(Some("use-new"), "1s"));
+    assert_rejected(
+        &use_new,
+        &with_rotation(&small_manifest(), CA, "add-new", "1s"),
+        "going back to add-new would drop the CA it replaced",
+    );
+    assert_rejected(
+        &use_new,
+        &with_rotation(&small_manifest(), SA, "add-new", "1s"),
+        "going back to add-new would drop the key it replaced",
+    );
+}
+
+#[test]
+fn rolled_back_use_new_restarts_overlap() {
+    let (_, add_new, use_new) = rotate_to_use_new();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // Roll use-new back as the README says: the add-new files over the tree.
+    let rolled_back = add_new.copy();
+    fs::copy(
+        use_new.out.join(".pkic-rotation"),
+        rolled_back.out.join(".pkic-rotation"),
+    )
+    .unwrap();
+
+    rolled_back.build(&staged_manifest(Some("use-new"), "2s"));
+
+    let output = rolled_back.run("build", &staged_manifest(Some("drop-old"), "2s"), &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        describe_output(&output)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not allowed before"), "{stderr}");
 }
 
 #[test]
@@ -428,7 +439,7 @@ fn bad_rotation_tables_rejected() {
         "{stderr}"
     );
     assert!(stderr.contains("did you mean `use-new`?"), "{stderr}");
-    let no_overlap = base_manifest().replace(
+    let no_overlap = small_manifest().replace(
         "[ca.server-ca]\n",
         "[ca.server-ca]\nrotation = { stage = \"add-new\" }\n",
     );
@@ -448,12 +459,7 @@ fn converges_after_kills(from: &Tree, to: &str, check: impl Fn(&Tree, &str)) {
         let limit = operations.to_string();
         let killed = tree.run("build", to, &[("PKIC_TEST_ABORT_AFTER", &limit)]);
         let context = format!("aborted after {operations} operations");
-        for (path, bytes) in tree.snapshot() {
-            if path.ends_with(".crt") || path.ends_with(".key") || path.ends_with(".pub") {
-                let parsed = pem::parse_many(&bytes).unwrap_or_default();
-                assert!(!parsed.is_empty(), "{context}: {path} is not complete PEM");
-            }
-        }
+        assert_complete_pem_files(&tree.out, &context);
         let recovered = tree.run("build", to, &[]);
         assert!(
             recovered.status.success(),
@@ -537,7 +543,7 @@ fn killed_stage_builds_converge() {
 #[test]
 fn rotation_renames_the_ca() {
     let tree = Tree::new();
-    tree.build(&base_manifest());
+    tree.build(&small_manifest());
     let renamed = |stage: &str| {
         staged_manifest(Some(stage), "1s").replace("cn = \"Server CA\"", "cn = \"Server CA 2027\"")
     };
@@ -546,11 +552,7 @@ fn rotation_renames_the_ca() {
     let apiserver = certs(&tree.read("pki/apiserver.crt"));
     let (_, cert) = x509_parser::parse_x509_certificate(&apiserver[0]).unwrap();
     assert_eq!(cert.issuer().to_string(), "CN=Server CA 2027");
-    let check = Command::new(env!("CARGO_BIN_EXE_pkic"))
-        .arg("check")
-        .arg(&tree.out)
-        .output()
-        .unwrap();
+    let check = pkic_command().arg("check").arg(&tree.out).output().unwrap();
     assert!(check.status.success(), "{}", describe_output(&check));
     let stdout = String::from_utf8_lossy(&check.stdout);
     assert!(!stdout.contains("ca-subject-shared"), "{stdout}");

@@ -37,6 +37,7 @@ pub struct InitOptions {
 /// Runs `pkic init`.
 pub fn run(options: &InitOptions, reporter: &Reporter) -> Result<(), Failure> {
     check_targets(options)?;
+    check_no_rotation(&options.from)?;
     let mut draft = scan::scan(&options.from).map_err(Failure::Input)?;
     let created_out = !options.out.exists();
     let temporary = temporary_manifest(&options.manifest);
@@ -108,6 +109,18 @@ fn adopt(options: &InitOptions, draft: &mut Draft, temporary: &Path) -> Result<(
     let files = prove::prove(draft, temporary, &options.out, |draft| {
         draft.render(&manifest_name, &out_name)
     })?;
+    if !draft.copies().iter().any(|(_, declared)| *declared) {
+        let reasons: Vec<String> = draft
+            .left_out_lines()
+            .into_iter()
+            .map(|line| format!("\n  {line}"))
+            .collect();
+        return Err(Failure::Input(format!(
+            "pkic init: nothing in {} can be adopted without a change{}",
+            options.from.display(),
+            reasons.concat()
+        )));
+    }
     for (copy, declared) in draft.copies() {
         if !declared {
             let path = options.out.join(&copy.out);
@@ -127,6 +140,27 @@ fn adopt(options: &InitOptions, draft: &mut Draft, temporary: &Path) -> Result<(
             options.manifest.display()
         ))
     })
+}
+
+/// Rejects a pkic output in the middle of a CA or service-account key rotation, whose
+/// staged keys and trust files a manifest of one CA per file cannot describe.
+fn check_no_rotation(from: &Path) -> Result<(), Failure> {
+    // Backups (`.backup/`) keep the rotation files of finished rotations.
+    let staged = walkdir::WalkDir::new(from)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|name| name.contains(".new.") || name.contains(".trust."));
+    match staged {
+        Some(name) => Err(Failure::Input(format!(
+            "pkic init: {} is in the middle of a rotation ({name}); finish it with stage \
+             drop-old, or abandon it, before adopting the tree",
+            from.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Rejects an existing manifest, an output path that is a file or a non-empty

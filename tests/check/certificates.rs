@@ -1,7 +1,7 @@
 //! Findings about files, keys and single certificates: each test breaks one file of
 //! the base tree and asserts that its finding fires there.
 
-use crate::fixture::{APISERVER_SANS, Case, ETCD_SANS, leaf};
+use crate::fixture::{APISERVER_SANS, Case, ETCD_SANS, leaf, reissue_admin};
 use crate::tree::{CA, CLIENT, Key, SERVER, SERVER_CLIENT};
 
 #[test]
@@ -9,11 +9,7 @@ fn missing_key_file() {
     let case = Case::new("missing-key-file");
     case.tree.remove("pki/apiserver.key");
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("file-missing", "pki/apiserver.key"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("file-missing", "pki/apiserver.key");
     assert!(
         outcome
             .messages("file-missing")
@@ -30,7 +26,7 @@ fn flag_path_outside_tree() {
         "tls-cert-file = \"/var/lib/kubelet/pki/kubelet.crt\"",
     );
     let outcome = case.check(&[]);
-    assert!(outcome.has("file-outside-tree"), "{}", outcome.describe());
+    outcome.assert_has("file-outside-tree");
     assert!(
         outcome
             .messages("file-outside-tree")
@@ -50,11 +46,7 @@ fn certificate_file_not_pem() {
     case.tree
         .write("pki/front-proxy-client.crt", "this is not a certificate\n");
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("pem-invalid", "pki/front-proxy-client.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("pem-invalid", "pki/front-proxy-client.crt");
 }
 
 #[test]
@@ -65,11 +57,7 @@ fn certificate_der_damaged() {
         "-----BEGIN CERTIFICATE-----\nMIIBAAAAAAAAAAAAAAAAAAAA\n-----END CERTIFICATE-----\n",
     );
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("cert-unparsable", "pki/front-proxy-client.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("cert-unparsable", "pki/front-proxy-client.crt");
 }
 
 #[test]
@@ -77,11 +65,7 @@ fn key_file_holds_public_key() {
     let case = Case::new("key-file-holds-public-key");
     case.tree.public_key("pki/admin.key", "pki/admin.key");
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("key-unreadable", "pki/admin.key"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("key-unreadable", "pki/admin.key");
     assert!(outcome.messages("key-unreadable").contains("PUBLIC KEY"));
 }
 
@@ -92,11 +76,7 @@ fn key_encrypted_with_passphrase() {
     case.tree
         .transform(key, key, &["pkey", "-aes256", "-passout", "pass:secret"]);
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("key-encrypted", "pki/apiserver.key"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("key-encrypted", "pki/apiserver.key");
     assert!(
         !outcome.has("key-unreadable"),
         "an encrypted key is a key: {}",
@@ -109,28 +89,18 @@ fn key_of_another_certificate() {
     let case = Case::new("key-of-another-certificate");
     case.tree.key("pki/apiserver.key", Key::Ec);
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("key-mismatch", "pki/apiserver.key"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("key-mismatch", "pki/apiserver.key");
 }
 
 #[test]
 fn certificate_expired() {
     let case = Case::new("certificate-expired");
-    case.tree
-        .cert("pki/admin", "/O=system:masters/CN=kubernetes-admin")
-        .issuer("pki/ca")
+    reissue_admin(&case.tree)
         .ext(CLIENT)
         .dates("20200101000000Z", "20210101000000Z")
         .write();
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("expired", "pki/admin.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("expired", "pki/admin.crt");
     assert!(
         !outcome.has("kubeconfig-client-untrusted"),
         "expiry is reported once, by `expired`: {}",
@@ -141,29 +111,19 @@ fn certificate_expired() {
 #[test]
 fn certificate_not_yet_valid() {
     let case = Case::new("certificate-not-yet-valid");
-    case.tree
-        .cert("pki/admin", "/O=system:masters/CN=kubernetes-admin")
-        .issuer("pki/ca")
+    reissue_admin(&case.tree)
         .ext(CLIENT)
         .dates("20990101000000Z", "21000101000000Z")
         .write();
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("not-yet-valid", "pki/admin.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("not-yet-valid", "pki/admin.crt");
 }
 
 #[test]
 fn certificate_invalid_at_given_time() {
     let case = Case::new("certificate-invalid-at-time");
     let later = case.check(&["--at", "2100-01-01T00:00:00Z"]);
-    assert!(
-        later.has_in("invalid-at-time", "pki/apiserver.crt"),
-        "{}",
-        later.describe()
-    );
+    later.assert_has_in("invalid-at-time", "pki/apiserver.crt");
     let soon = case.check(&["--at", &tomorrow()]);
     assert!(!soon.has("invalid-at-time"), "{}", soon.describe());
 }
@@ -177,18 +137,9 @@ fn tomorrow() -> String {
 #[test]
 fn leaf_outlives_its_ca() {
     let case = Case::new("leaf-outlives-its-ca");
-    case.tree
-        .cert("pki/admin", "/O=system:masters/CN=kubernetes-admin")
-        .issuer("pki/ca")
-        .ext(CLIENT)
-        .days(5000)
-        .write();
+    reissue_admin(&case.tree).ext(CLIENT).days(5000).write();
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("validity-outside-issuer", "pki/admin.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("validity-outside-issuer", "pki/admin.crt");
 }
 
 #[test]
@@ -203,11 +154,7 @@ fn issuer_without_ca_flag() {
         .write();
     leaf(&case.tree, "pki/stray", "/CN=stray", "pki/sub-ca");
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("ca-not-marked-ca", "pki/sub-ca.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("ca-not-marked-ca", "pki/sub-ca.crt");
 }
 
 #[test]
@@ -219,11 +166,7 @@ fn ca_without_key_cert_sign() {
         .ext(ca)
         .write();
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("ca-key-usage-missing", "pki/other-ca.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("ca-key-usage-missing", "pki/other-ca.crt");
 }
 
 #[test]
@@ -231,18 +174,9 @@ fn leaf_marked_as_ca() {
     let case = Case::new("leaf-marked-as-ca");
     let ext = "basicConstraints = critical,CA:TRUE\nkeyUsage = \
         critical,digitalSignature,keyCertSign\nextendedKeyUsage = clientAuth\n";
-    case.tree
-        .cert("pki/admin", "/O=system:masters/CN=kubernetes-admin")
-        .issuer("pki/ca")
-        .ext(ext)
-        .days(365)
-        .write();
+    reissue_admin(&case.tree).ext(ext).days(365).write();
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("leaf-is-ca", "pki/admin.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("leaf-is-ca", "pki/admin.crt");
 }
 
 #[test]
@@ -250,18 +184,9 @@ fn leaf_with_cert_sign_usage() {
     let case = Case::new("leaf-with-cert-sign-usage");
     let ext = "basicConstraints = critical,CA:FALSE\nkeyUsage = \
         critical,digitalSignature,keyCertSign\nextendedKeyUsage = clientAuth\n";
-    case.tree
-        .cert("pki/admin", "/O=system:masters/CN=kubernetes-admin")
-        .issuer("pki/ca")
-        .ext(ext)
-        .days(365)
-        .write();
+    reissue_admin(&case.tree).ext(ext).days(365).write();
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("leaf-key-usage", "pki/admin.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("leaf-key-usage", "pki/admin.crt");
 }
 
 #[test]
@@ -275,28 +200,15 @@ fn apiserver_cert_client_usage_only() {
         .days(365)
         .write();
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("eku-server-auth-missing", "pki/apiserver.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("eku-server-auth-missing", "pki/apiserver.crt");
 }
 
 #[test]
 fn admin_cert_server_usage_only() {
     let case = Case::new("admin-cert-server-usage-only");
-    case.tree
-        .cert("pki/admin", "/O=system:masters/CN=kubernetes-admin")
-        .issuer("pki/ca")
-        .ext(SERVER)
-        .days(365)
-        .write();
+    reissue_admin(&case.tree).ext(SERVER).days(365).write();
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("eku-client-auth-missing", "pki/admin.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("eku-client-auth-missing", "pki/admin.crt");
 }
 
 #[test]
@@ -320,29 +232,19 @@ fn chain_longer_than_path_length() {
         "pki/limited-sub",
     );
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("path-length-exceeded", "pki/limited-leaf.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("path-length-exceeded", "pki/limited-leaf.crt");
 }
 
 #[test]
 fn rsa_key_of_1024_bits() {
     let case = Case::new("rsa-key-of-1024-bits");
-    case.tree
-        .cert("pki/admin", "/O=system:masters/CN=kubernetes-admin")
-        .issuer("pki/ca")
+    reissue_admin(&case.tree)
         .ext(CLIENT)
         .key(Key::Rsa(1024))
         .days(365)
         .write();
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("rsa-key-too-small", "pki/admin.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("rsa-key-too-small", "pki/admin.crt");
     assert!(
         !outcome.has("key-unreadable"),
         "a 1024-bit key is still read: {}",
@@ -354,19 +256,13 @@ fn rsa_key_of_1024_bits() {
 #[test]
 fn certificate_signed_with_sha1() {
     let case = Case::new("certificate-signed-with-sha1");
-    case.tree
-        .cert("pki/admin", "/O=system:masters/CN=kubernetes-admin")
-        .issuer("pki/ca")
+    reissue_admin(&case.tree)
         .ext(CLIENT)
         .digest("sha1")
         .days(365)
         .write();
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("sha1-signature", "pki/admin.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("sha1-signature", "pki/admin.crt");
 }
 
 #[test]
@@ -378,24 +274,11 @@ fn certificate_without_key_identifiers() {
         .ext(&ca)
         .write();
     let leaf = format!("{CLIENT}subjectKeyIdentifier = none\nauthorityKeyIdentifier = none\n");
-    case.tree
-        .cert("pki/admin", "/O=system:masters/CN=kubernetes-admin")
-        .issuer("pki/ca")
-        .ext(&leaf)
-        .days(365)
-        .write();
+    reissue_admin(&case.tree).ext(&leaf).days(365).write();
 
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("skid-missing", "pki/bare-ca.crt"),
-        "{}",
-        outcome.describe()
-    );
-    assert!(
-        outcome.has_in("akid-missing", "pki/admin.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("skid-missing", "pki/bare-ca.crt");
+    outcome.assert_has_in("akid-missing", "pki/admin.crt");
     assert!(
         !outcome.has_in("skid-missing", "pki/admin.crt"),
         "a leaf may omit its subjectKeyIdentifier, as Go does: {}",
@@ -411,9 +294,7 @@ fn certificate_without_key_identifiers() {
 #[test]
 fn negative_and_zero_serials() {
     let case = Case::new("negative-and-zero-serials");
-    case.tree
-        .cert("pki/admin", "/O=system:masters/CN=kubernetes-admin")
-        .issuer("pki/ca")
+    reissue_admin(&case.tree)
         .ext(CLIENT)
         .serial("-5")
         .days(365)
@@ -426,16 +307,8 @@ fn negative_and_zero_serials() {
         .days(365)
         .write();
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("serial-not-positive", "pki/admin.crt"),
-        "{}",
-        outcome.describe()
-    );
-    assert!(
-        outcome.has_in("serial-not-positive", "pki/zero.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("serial-not-positive", "pki/admin.crt");
+    outcome.assert_has_in("serial-not-positive", "pki/zero.crt");
     assert!(
         !outcome.has_in("serial-not-positive", "pki/apiserver.crt"),
         "{}",
@@ -461,11 +334,7 @@ fn two_certificates_one_serial() {
         .days(365)
         .write();
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("serial-duplicate", "pki/second.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("serial-duplicate", "pki/second.crt");
 }
 
 #[test]
@@ -478,11 +347,7 @@ fn etcd_host_name_only_in_cn() {
         .days(365)
         .write();
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("host-name-only-in-cn", "pki/etcd/server.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("host-name-only-in-cn", "pki/etcd/server.crt");
     assert!(
         outcome
             .messages("host-name-only-in-cn")
@@ -508,11 +373,7 @@ fn issuer_missing_from_tree() {
     case.tree.remove("pki/gone-ca.crt");
     case.tree.remove("pki/gone-ca.key");
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("issuer-not-found", "pki/orphan.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("issuer-not-found", "pki/orphan.crt");
 }
 
 #[test]
@@ -520,11 +381,7 @@ fn leaves_from_earlier_ca_with_same_name() {
     let case = Case::new("leaves-from-earlier-ca");
     case.tree.cert("pki/etcd/ca", "/CN=etcd-ca").write();
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("issuer-stale", "pki/etcd/server.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("issuer-stale", "pki/etcd/server.crt");
     let message = outcome.messages("issuer-stale");
     assert!(
         message.contains("stale certificate or regenerated CA"),
@@ -539,7 +396,7 @@ fn leaves_from_earlier_ca_with_same_name() {
     let shared = Case::new("ca-subject-shared");
     shared.tree.cert("pki/old-ca", "/CN=kubernetes").write();
     let outcome = shared.check(&[]);
-    assert!(outcome.has("ca-subject-shared"), "{}", outcome.describe());
+    outcome.assert_has("ca-subject-shared");
 }
 
 #[test]
@@ -560,11 +417,7 @@ fn signer_file_is_a_bundle() {
         "cluster-signing-key-file = \"/etc/kubernetes/pki/intermediate-ca.key\"",
     );
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("signer-not-single-cert", "pki/signer.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("signer-not-single-cert", "pki/signer.crt");
     assert!(
         outcome.has_in("key-mismatch", "pki/intermediate-ca.key"),
         "its first certificate is not the key's: {}",
@@ -589,11 +442,7 @@ fn chain_file_root_first() {
         &["pki/chained.crt", "pki/sub-ca.crt"],
     );
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("chain-out-of-order", "pki/wrong-order.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("chain-out-of-order", "pki/wrong-order.crt");
     assert!(
         !outcome.has_in("chain-out-of-order", "pki/right-order.crt"),
         "{}",
@@ -611,11 +460,7 @@ fn client_ca_file_starts_with_leaf() {
         "client-ca-file = \"/etc/kubernetes/pki/client-bundle.crt\"",
     );
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("trust-file-not-ca", "pki/client-bundle.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("trust-file-not-ca", "pki/client-bundle.crt");
 }
 
 #[test]
@@ -642,11 +487,7 @@ fn kubeconfig_embedded_cert_never_renewed() {
 
     let outcome = case.check(&[]);
     let embedded = "kubelet-worker-1.conf: client-certificate-data";
-    assert!(
-        outcome.has_in("expires-soon", embedded),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("expires-soon", embedded);
     let rows = outcome.report["expiry"].as_array().expect("expiry table");
     assert!(
         rows.iter().any(|r| r["name"] == embedded),

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::tree::{CLIENT, Key, SERVER, SERVER_CLIENT, Tree, copy_dir};
+use crate::tree::{CLIENT, Issue, Key, SERVER, SERVER_CLIENT, Tree, copy_dir};
 
 /// SANs of the apiserver's serving certificate in the base tree.
 pub const APISERVER_SANS: &str = "subjectAltName = DNS:kubernetes,DNS:kubernetes.default,\
@@ -161,12 +161,7 @@ fn build_base(tree: &Tree) {
     tree.public_key("pki/sa.key", "pki/sa.pub");
 
     // Clients of kube-apiserver.
-    leaf(
-        tree,
-        "pki/admin",
-        "/O=system:masters/CN=kubernetes-admin",
-        "pki/ca",
-    );
+    leaf(tree, "pki/admin", ADMIN_SUBJECT, "pki/ca");
     leaf(
         tree,
         "pki/controller-manager",
@@ -232,6 +227,15 @@ pub fn leaf(tree: &Tree, stem: &str, subject: &str, issuer: &str) {
         .ext(CLIENT)
         .days(365)
         .write();
+}
+
+/// Subject of the admin's client certificate in the base tree.
+pub const ADMIN_SUBJECT: &str = "/O=system:masters/CN=kubernetes-admin";
+
+/// Starts a new `pki/admin` certificate with the base tree's subject, signed by
+/// `pki/ca`. The caller sets the extensions and the validity.
+pub fn reissue_admin(tree: &Tree) -> Issue<'_> {
+    tree.cert("pki/admin", ADMIN_SUBJECT).issuer("pki/ca")
 }
 
 /// A copy of the base tree and its map, for one test.
@@ -303,6 +307,19 @@ impl Outcome {
         self.findings()
             .iter()
             .any(|(found, f)| found == id && f == file)
+    }
+
+    /// Asserts that a finding `id` fires, showing the whole outcome when none does.
+    #[track_caller]
+    pub fn assert_has(&self, id: &str) {
+        assert!(self.has(id), "{}", self.describe());
+    }
+
+    /// Asserts that a finding `id` fires in `file`, showing the whole outcome when none
+    /// does.
+    #[track_caller]
+    pub fn assert_has_in(&self, id: &str, file: &str) {
+        assert!(self.has_in(id, file), "{}", self.describe());
     }
 
     /// Returns the messages of the findings with `id`, joined, for assertions on wording.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use base64::Engine;
 
 use crate::support::peers::{describe_output, peer_command, run_with_timeout};
+use crate::support::tree::copy_tree;
 
 /// Extensions of a CA.
 pub const CA: &str = "basicConstraints = critical,CA:TRUE\n\
@@ -442,18 +443,10 @@ fn next_id() -> u64 {
     NEXT.fetch_add(1, Ordering::SeqCst)
 }
 
-/// Copies a directory tree.
+/// Replaces `to` with a copy of the directory `from`.
 pub fn copy_dir(from: &Path, to: &Path) {
     if to.exists() {
         fs::remove_dir_all(to).expect("failed to remove an earlier copy");
     }
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.expect("failed to walk a tree");
-        let target = to.join(entry.path().strip_prefix(from).expect("entry under root"));
-        if entry.file_type().is_dir() {
-            fs::create_dir_all(&target).expect("failed to create a directory");
-        } else {
-            fs::copy(entry.path(), &target).expect("failed to copy a file");
-        }
-    }
+    copy_tree(from, to);
 }

@@ -2,7 +2,7 @@
 //! and kubeconfigs: each test changes the base tree's certificates or flags the way
 //! a real cluster went wrong and asserts the finding that explains it.
 
-use crate::fixture::{Case, KUBELET_SANS, leaf};
+use crate::fixture::{ADMIN_SUBJECT, Case, KUBELET_SANS, leaf};
 use crate::tree::{CLIENT, SERVER, SERVER_CLIENT};
 
 fn reissue_apiserver(case: &Case, sans: &str) {
@@ -24,11 +24,7 @@ fn apiserver_cert_lacks_cluster_domain_name() {
              IP:10.96.0.1,IP:192.0.2.10,IP:127.0.0.1\n",
     );
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("apiserver-san-missing", "pki/apiserver.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("apiserver-san-missing", "pki/apiserver.crt");
     assert!(
         outcome
             .messages("apiserver-san-missing")
@@ -50,11 +46,7 @@ fn apiserver_cert_lacks_actual_service_ip() {
     );
     case.replace("service-cidr = \"10.96.0.0/12\"\n", "");
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("apiserver-service-ip-missing", "pki/apiserver.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("apiserver-service-ip-missing", "pki/apiserver.crt");
     let message = outcome.messages("apiserver-service-ip-missing");
     assert!(message.contains("10.0.0.1"), "{message}");
     assert!(
@@ -69,7 +61,7 @@ fn apiserver_without_service_range_flag() {
     case.replace("service-cluster-ip-range = \"10.96.0.0/12\"\n", "");
     case.replace("service-cidr = \"10.96.0.0/12\"\n", "");
     let outcome = case.check(&[]);
-    assert!(outcome.has("service-cidr-unset"), "{}", outcome.describe());
+    outcome.assert_has("service-cidr-unset");
     assert!(
         outcome
             .messages("apiserver-service-ip-missing")
@@ -105,21 +97,13 @@ fn kubelets_share_cn_system_node() {
          \"/etc/kubernetes/pki/ca.crt\"\n",
     );
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("kubelet-client-not-node-identity", "pki/kubelet.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("kubelet-client-not-node-identity", "pki/kubelet.crt");
     assert!(
         outcome
             .messages("kubelet-client-not-node-identity")
             .contains("\"system:node\"")
     );
-    assert!(
-        outcome.has("kubelet-client-shared"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has("kubelet-client-shared");
     assert!(
         outcome
             .messages("kubelet-client-shared")
@@ -140,26 +124,14 @@ fn kubelet_serves_with_client_cert() {
     );
     let outcome = case.check(&[]);
     let file = "pki/kubelet-worker-1-client.crt";
-    assert!(
-        outcome.has_in("kubelet-serving-san-missing", file),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("kubelet-serving-san-missing", file);
     assert!(
         outcome
             .messages("kubelet-serving-san-missing")
             .contains("192.0.2.21")
     );
-    assert!(
-        outcome.has_in("eku-server-auth-missing", file),
-        "{}",
-        outcome.describe()
-    );
-    assert!(
-        outcome.has_in("host-name-only-in-cn", file),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("eku-server-auth-missing", file);
+    outcome.assert_has_in("host-name-only-in-cn", file);
 }
 
 #[test]
@@ -175,11 +147,7 @@ fn admin_cert_without_system_masters() {
         true,
     );
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("admin-no-group", "admin.conf: client-certificate-data"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("admin-no-group", "admin.conf: client-certificate-data");
     assert_eq!(outcome.code, 1);
 }
 
@@ -193,11 +161,7 @@ fn admin_cert_with_binding_group() {
         "pki/ca",
     );
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("admin-relies-on-binding", "pki/admin.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("admin-relies-on-binding", "pki/admin.crt");
     assert!(!outcome.has("admin-no-group"), "{}", outcome.describe());
     assert_eq!(
         outcome.code,
@@ -212,11 +176,7 @@ fn scheduler_cert_with_custom_cn() {
     let case = Case::new("scheduler-with-custom-cn");
     leaf(&case.tree, "pki/scheduler", "/CN=scheduler", "pki/ca");
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("component-identity-unexpected", "pki/scheduler.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("component-identity-unexpected", "pki/scheduler.crt");
 }
 
 #[test]
@@ -227,11 +187,7 @@ fn front_proxy_cn_not_allowed() {
         "requestheader-allowed-names = \"aggregator\"",
     );
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("front-proxy-name-not-allowed", "pki/front-proxy-client.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("front-proxy-name-not-allowed", "pki/front-proxy-client.crt");
 }
 
 /// Adds etcd members etcd-2 and etcd-3, whose files live under `nodes/<member>/`.
@@ -261,11 +217,7 @@ fn etcd_member_certs_copied_to_others() {
         }
     }
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("etcd-san-missing", "nodes/etcd-3/pki/etcd/peer.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("etcd-san-missing", "nodes/etcd-3/pki/etcd/peer.crt");
     assert!(outcome.messages("etcd-san-missing").contains("192.0.2.3"));
 
     let mut fixed = Case::new("etcd-member-certs-own");
@@ -308,11 +260,7 @@ fn etcd_server_cert_without_client_auth() {
         .days(365)
         .write();
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("etcd-cert-not-client", "pki/etcd/server.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("etcd-cert-not-client", "pki/etcd/server.crt");
     assert!(
         outcome
             .messages("etcd-cert-not-client")
@@ -328,16 +276,8 @@ fn service_account_key_mixed_with_ca_key() {
         "service-account-private-key-file = \"/etc/kubernetes/pki/ca.key\"",
     );
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("sa-key-mismatch", "pki/ca.key"),
-        "{}",
-        outcome.describe()
-    );
-    assert!(
-        outcome.has_in("sa-key-is-ca-key", "pki/ca.key"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("sa-key-mismatch", "pki/ca.key");
+    outcome.assert_has_in("sa-key-is-ca-key", "pki/ca.key");
 
     case.replace(
         "service-account-key-file = \"/etc/kubernetes/pki/sa.pub\"",
@@ -350,7 +290,7 @@ fn service_account_key_mixed_with_ca_key() {
         "the CA certificate's key verifies: {}",
         verified.describe()
     );
-    assert!(verified.has("sa-key-is-ca-key"), "{}", verified.describe());
+    verified.assert_has("sa-key-is-ca-key");
 
     let mut fallback = Case::new("service-account-key-unset");
     fallback.replace(
@@ -358,7 +298,7 @@ fn service_account_key_mixed_with_ca_key() {
         "",
     );
     let outcome = fallback.check(&[]);
-    assert!(outcome.has("sa-key-mismatch"), "{}", outcome.describe());
+    outcome.assert_has("sa-key-mismatch");
     assert!(
         outcome
             .messages("sa-key-mismatch")
@@ -374,7 +314,7 @@ fn apiserver_to_kubelet_one_way() {
         "",
     );
     let outcome = case.check(&[]);
-    assert!(outcome.has("one-way-tls"), "{}", outcome.describe());
+    outcome.assert_has("one-way-tls");
     let connections = outcome.report["connections"]
         .as_array()
         .expect("connections");
@@ -399,11 +339,7 @@ fn kubelet_ca_flag_names_wrong_ca() {
         "kubelet-certificate-authority = \"/etc/kubernetes/pki/front-proxy-ca.crt\"",
     );
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("server-cert-untrusted", "pki/kubelet-worker-1.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("server-cert-untrusted", "pki/kubelet-worker-1.crt");
 }
 
 #[test]
@@ -416,11 +352,7 @@ fn kubelet_client_ca_names_wrong_ca() {
          \"/etc/kubernetes/pki/etcd/ca.crt\"",
     );
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("client-cert-untrusted", "pki/apiserver-kubelet-client.crt"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("client-cert-untrusted", "pki/apiserver-kubelet-client.crt");
 }
 
 #[test]
@@ -432,7 +364,7 @@ fn kubelet_without_client_ca() {
         "[node.kubelet]\nkubeconfig = \"/etc/kubernetes/kubelet-worker-1.conf\"\n",
     );
     let outcome = case.check(&[]);
-    assert!(outcome.has("trust-flag-unset"), "{}", outcome.describe());
+    outcome.assert_has("trust-flag-unset");
     assert!(
         outcome
             .messages("trust-flag-unset")
@@ -446,11 +378,7 @@ fn kubeconfig_unreadable() {
     case.tree
         .write("admin.conf", "apiVersion: v1\nkind: Config\nclusters: [\n");
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("kubeconfig-invalid", "admin.conf"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("kubeconfig-invalid", "admin.conf");
     case.tree.write(
         "admin.conf",
         "apiVersion: v1\nkind: Config\ncurrent-context: missing\ncontexts: []\n",
@@ -477,11 +405,7 @@ fn kubeconfig_ca_of_another_cluster() {
         false,
     );
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("kubeconfig-ca-mismatch", "admin.conf"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("kubeconfig-ca-mismatch", "admin.conf");
 }
 
 #[test]
@@ -496,11 +420,7 @@ fn kubeconfig_server_not_in_sans() {
         false,
     );
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("kubeconfig-server-not-in-sans", "admin.conf"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("kubeconfig-server-not-in-sans", "admin.conf");
     assert!(
         !outcome.has("kubeconfig-ca-mismatch"),
         "the CA is right; only the name is missing: {}",
@@ -512,17 +432,13 @@ fn kubeconfig_server_not_in_sans() {
 fn kubeconfig_client_from_other_ca() {
     let case = Case::new("kubeconfig-client-from-other-ca");
     case.tree
-        .cert("pki/admin", "/O=system:masters/CN=kubernetes-admin")
+        .cert("pki/admin", ADMIN_SUBJECT)
         .issuer("pki/front-proxy-ca")
         .ext(CLIENT)
         .days(365)
         .write();
     let outcome = case.check(&[]);
-    assert!(
-        outcome.has_in("kubeconfig-client-untrusted", "admin.conf"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_has_in("kubeconfig-client-untrusted", "admin.conf");
 }
 
 #[test]

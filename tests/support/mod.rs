@@ -7,3 +7,4 @@
 pub mod openssl_certs;
 pub mod peers;
 pub mod pkic_build;
+pub mod tree;

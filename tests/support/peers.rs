@@ -776,6 +776,21 @@ fn etcdctl_command(
     command
 }
 
+/// Writes a key through the first member of a three-member cluster and reads it back
+/// through the third. A linearizable read from another member goes through the raft
+/// leader, so it needs working peer connections.
+pub fn assert_etcd_replicates(etcd: &EtcdCluster, client: &EtcdClientTls<'_>) {
+    let put = etcdctl(etcd.client_url(0), client, &["put", "replicated", "yes"]);
+    assert!(put.status.success(), "{}", describe_output(&put));
+    let get = etcdctl(
+        etcd.client_url(2),
+        client,
+        &["get", "--print-value-only", "replicated"],
+    );
+    assert!(get.status.success(), "{}", describe_output(&get));
+    assert_eq!(String::from_utf8_lossy(&get.stdout).trim_end(), "yes");
+}
+
 /// Runs `etcdctl ARGS` with the v3 API against `endpoint`, presenting `client`.
 pub fn etcdctl(endpoint: &str, client: &EtcdClientTls<'_>, args: &[&str]) -> Output {
     let mut command = etcdctl_command(endpoint, client, "3s", "5s");

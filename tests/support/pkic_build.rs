@@ -7,7 +7,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::peers::{EtcdClientTls, EtcdMemberTls, FakeApiserver, describe_output};
+use super::peers::{
+    EtcdClientTls, EtcdCluster, EtcdMemberTls, FakeApiserver, assert_etcd_replicates,
+    describe_output, etcdctl_put_get,
+};
 
 /// Install root of both shipped manifests, the prefix of every path in their flag
 /// files and kubeconfigs.
@@ -190,6 +193,47 @@ pub fn apiserver_etcd_client(flags: &BTreeMap<String, String>) -> EtcdClientTls<
         cert: flag(flags, "etcd-certfile"),
         key: flag(flags, "etcd-keyfile"),
     }
+}
+
+/// Starts etcd from the etcd.flags of the three `nodes`, with the etcd client that
+/// kube-apiserver.flags on `control_plane` names. Asserts that the first two members
+/// have different peer certificate files and that the cluster replicates a key.
+pub fn assert_etcd_members_form_cluster(build: &Build, nodes: [&str; 3], control_plane: &str) {
+    let member_flags: Vec<_> = nodes.iter().map(|node| build.etcd_flags(node)).collect();
+    let peer_certs: Vec<&Path> = member_flags
+        .iter()
+        .map(|flags| flag(flags, "peer-cert-file"))
+        .collect();
+    assert_ne!(
+        peer_certs[0], peer_certs[1],
+        "members share one peer certificate file"
+    );
+    let members: Vec<_> = member_flags.iter().map(etcd_member).collect();
+    let apiserver_flags = build.flags(APISERVER_FLAGS, Some(control_plane));
+    let client = apiserver_etcd_client(&apiserver_flags);
+
+    let etcd = EtcdCluster::start(&members, &client);
+
+    assert_etcd_replicates(&etcd, &client);
+}
+
+/// Starts one etcd member from the etcd.flags of `control_plane`, and asserts that the
+/// etcd client of its kube-apiserver.flags writes and reads a key.
+pub fn assert_apiserver_etcd_client_reads_and_writes(build: &Build, control_plane: &str) {
+    let member_flags = build.etcd_flags(control_plane);
+    let apiserver_flags = build.flags(APISERVER_FLAGS, Some(control_plane));
+    let client = apiserver_etcd_client(&apiserver_flags);
+    let etcd = EtcdCluster::start(&[etcd_member(&member_flags)], &client);
+
+    let value = etcdctl_put_get(
+        etcd.client_url(0),
+        client.cacert,
+        client.cert,
+        client.key,
+        "/registry/pkic-test",
+        "stored",
+    );
+    assert_eq!(value.as_deref(), Ok("stored"));
 }
 
 /// Returns `manifest` with a `rotation` table added to the table headed `[section]`.
