@@ -271,7 +271,29 @@ impl<'a> External<'a> {
         let key_path = self.out.join(&target.key_file().relative);
         let read_error = |message| Diagnostic::error(target.origin(), message);
         let key_text = state::read_text(&key_path).map_err(read_error)?;
-        let cert_text = state::read_text(&cert_path).map_err(read_error)?;
+        let cert_text =
+            match std::fs::read(&cert_path) {
+                Ok(bytes) => match String::from_utf8(bytes) {
+                    Ok(text) => Some(text),
+                    Err(_) => {
+                        return Err(self.reject(
+                        target,
+                        issuer,
+                        &cert_path,
+                        &["it is not PEM text; a DER certificate converts with `openssl x509 \
+                           -inform DER -outform PEM`"
+                            .to_string()],
+                    ));
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    return Err(read_error(format!(
+                        "cannot read {}: {e}",
+                        cert_path.display()
+                    )));
+                }
+            };
         let algorithm = target.key().algorithm;
         let (key, mut waiting) = match key_text {
             Some(pem) if key_algorithm_of(Some(&pem)) == Some(algorithm) => (Some(pem), vec![]),

@@ -427,6 +427,24 @@ fn wrong_certificates_rejected() {
         "longer than the declared validity",
     );
 
+    assert_rejected(
+        &fixture,
+        |f| {
+            f.sign("apiserver", "365");
+            f.openssl(&[
+                "x509",
+                "-in",
+                "out/pki/apiserver.crt",
+                "-outform",
+                "DER",
+                "-out",
+                "out/pki/apiserver.der",
+            ]);
+            fs::rename(f.out("pki/apiserver.der"), f.out("pki/apiserver.crt")).unwrap();
+        },
+        "it is not PEM text",
+    );
+
     fs::remove_file(fixture.out("pki/apiserver.crt")).unwrap();
     fixture.sign("apiserver", "365");
     let fixed = fixture.build();
