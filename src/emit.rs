@@ -204,8 +204,11 @@ fn write_files(
     }
     if !staged.is_empty() {
         let staging = out.join(format!(".pkic-staging-{}", std::process::id()));
-        let result =
-            stage(&staging, &staged).and_then(|()| commit(out, &staging, &backup, &staged));
+        // One flush of the file system after staging makes every staged file durable
+        // before any rename exposes it, at the cost of one sync instead of one per file.
+        let result = stage(&staging, &staged)
+            .and_then(|()| sync_file_system(&staging))
+            .and_then(|()| commit(out, &staging, &backup, &staged));
         let _ = fs::remove_dir_all(&staging);
         let replaced = result?;
         written.backup = (replaced > 0).then(|| backup.clone());
@@ -219,9 +222,19 @@ fn write_files(
         fault_point();
         written.backup = Some(backup.clone());
     }
+    if !staged.is_empty() || !stale.is_empty() {
+        sync_file_system(out)?;
+    }
     written.changed = changed.into_iter().map(|f| f.relative).collect();
     written.removed = stale;
     Ok(written)
+}
+
+/// Flushes the file system that holds `dir` to its disk (syncfs(2)): file contents,
+/// and the renames of directory entries.
+fn sync_file_system(dir: &Path) -> Result<(), EmitError> {
+    let handle = fs::File::open(dir).map_err(error("opening", dir))?;
+    rustix::fs::syncfs(&handle).map_err(|e| error("syncing the file system of", dir)(e.into()))
 }
 
 /// Replaces a state file of pkic's own under `out`, atomically, when its text changed.
@@ -318,7 +331,6 @@ fn stage(staging: &Path, files: &[OutFile]) -> Result<(), EmitError> {
             .write_all(&file.contents)
             .map_err(error("writing", &path))?;
         fault_point();
-        handle.sync_all().map_err(error("syncing", &path))?;
         // The umask may have cleared bits of the requested mode.
         fs::set_permissions(&path, fs::Permissions::from_mode(file.mode()))
             .map_err(error("setting the mode of", &path))?;
