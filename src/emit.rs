@@ -1,23 +1,25 @@
 //! Emit stage: writes the output tree.
 //!
 //! Only files whose bytes or mode differ from what is on disk are written. Each is
-//! first written into a staging directory inside the output directory, then renamed
-//! into place in the order given (keys before their certificates), so a failed or
-//! killed build leaves no half-written file. A file about to be replaced is first
+//! first written into one flat staging directory inside the output directory, under a
+//! number instead of its path, then renamed into place in the order given (keys before
+//! their certificates), so a failed or killed build leaves no half-written file and
+//! the directories of the tree are created once, not also inside the staging directory. A file about to be replaced is first
 //! hard-linked into `.backup/<UTC time>/` under the output directory. Private keys get
 //! mode 0600, every other file 0644, and directories that pkic creates 0700.
 //!
 //! For crash tests, the environment variable `PKIC_TEST_ABORT_AFTER=N` makes the process
 //! abort, with no cleanup, right after its Nth file operation (a write, link or rename).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use rayon::prelude::*;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -88,18 +90,84 @@ pub struct Written {
     pub backup: Option<PathBuf>,
 }
 
+/// Bytes and permission bits of output files read earlier in the same run, by path
+/// relative to the output directory, so that comparing an output with the tree does not
+/// read those files a second time.
+#[derive(Debug, Default)]
+pub struct Seen(HashMap<PathBuf, SeenFile>);
+
+#[derive(Debug)]
+struct SeenFile {
+    bytes: Vec<u8>,
+    mode: u32,
+}
+
+impl Seen {
+    /// Reads `relative` under `out` and remembers its bytes and mode. Returns `None` when
+    /// the file does not exist.
+    pub fn read(&mut self, out: &Path, relative: &Path) -> io::Result<Option<Vec<u8>>> {
+        let path = out.join(relative);
+        let mut handle = match fs::File::open(&path) {
+            Ok(handle) => handle,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let metadata = handle.metadata()?;
+        let mut bytes = Vec::with_capacity(metadata.len() as usize);
+        handle.read_to_end(&mut bytes)?;
+        if metadata.is_file() {
+            let mode = metadata.permissions().mode() & 0o777;
+            let file = SeenFile {
+                bytes: bytes.clone(),
+                mode,
+            };
+            self.0.insert(relative.to_path_buf(), file);
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Adds the files that `other` read.
+    pub fn extend(&mut self, other: Seen) {
+        self.0.extend(other.0);
+    }
+}
+
 /// Returns the files of `files` whose bytes or mode differ from the tree under `out`.
-pub fn changed_files<'f>(out: &Path, files: &'f [OutFile]) -> Vec<&'f OutFile> {
+/// A file in `seen` is compared with the bytes and mode read then, without new I/O.
+pub fn changed_files<'f>(out: &Path, files: &'f [OutFile], seen: &Seen) -> Vec<&'f OutFile> {
     files
-        .iter()
-        .filter(|file| {
-            let path = out.join(&file.relative);
-            let same_bytes = fs::read(&path).is_ok_and(|bytes| bytes == file.contents);
-            let same_mode =
-                fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o777 == file.mode());
-            !(same_bytes && same_mode)
+        .par_iter()
+        .filter(|file| match seen.0.get(&file.relative) {
+            Some(found) => found.mode != file.mode() || found.bytes != file.contents,
+            None => !matches_disk(&out.join(&file.relative), file),
         })
         .collect()
+}
+
+/// True when `path` is a regular file with the mode and bytes of `file`. The size and
+/// mode come from one fstat of the open file, so a file of another size is never read.
+fn matches_disk(path: &Path, file: &OutFile) -> bool {
+    let Ok(mut handle) = fs::File::open(path) else {
+        return false;
+    };
+    let Ok(metadata) = handle.metadata() else {
+        return false;
+    };
+    if !metadata.is_file()
+        || metadata.permissions().mode() & 0o777 != file.mode()
+        || metadata.len() != file.contents.len() as u64
+    {
+        return false;
+    }
+    let mut bytes = Vec::with_capacity(file.contents.len());
+    handle.read_to_end(&mut bytes).is_ok() && bytes == file.contents
 }
 
 /// Name of the file, inside the output directory, that lists the files a build wrote.
@@ -143,8 +211,9 @@ pub fn write_all(
     files: &[OutFile],
     reserved: &[PathBuf],
     stamp: &str,
+    seen: &Seen,
 ) -> Result<Written, EmitError> {
-    write_files(out, files, reserved, stamp, true)
+    write_files(out, files, reserved, stamp, Some(seen))
 }
 
 /// Writes the changed `files` under `out` like [`write_all`], but leaves every other
@@ -152,22 +221,29 @@ pub fn write_all(
 /// file is removed. A build that waits for signed certificates writes its keys and CSRs
 /// with it.
 pub fn write_some(out: &Path, files: &[OutFile], stamp: &str) -> Result<Written, EmitError> {
-    write_files(out, files, &[], stamp, false)
+    write_files(out, files, &[], stamp, None)
 }
 
-/// Writes `files`. When `complete` is true they are every output of the build, so files
-/// of an earlier build missing from them are stale.
+/// Writes `files`. When `complete` is `Some`, it contains the files read earlier in the run,
+/// and `files` are every output of the build, so files of an earlier build missing from
+/// them are stale.
 fn write_files(
     out: &Path,
     files: &[OutFile],
     reserved: &[PathBuf],
     stamp: &str,
-    complete: bool,
+    complete: Option<&Seen>,
 ) -> Result<Written, EmitError> {
     create_private_dir(out)?;
     let _lock = lock(out)?;
     remove_stale_staging(out);
-    let changed: Vec<OutFile> = changed_files(out, files).into_iter().cloned().collect();
+    let nothing_seen = Seen::default();
+    let seen = complete.unwrap_or(&nothing_seen);
+    let complete = complete.is_some();
+    let changed: Vec<OutFile> = changed_files(out, files, seen)
+        .into_iter()
+        .cloned()
+        .collect();
     let stale = match complete {
         true => stale_files(out, files, reserved),
         false => Vec::new(),
@@ -312,15 +388,16 @@ fn remove_stale_staging(out: &Path) {
     }
 }
 
+/// Returns the path of staged file number `index`. Staged files sit side by side in the
+/// staging directory, so staging creates no directory but the staging directory itself.
+fn staged_name(staging: &Path, index: usize) -> PathBuf {
+    staging.join(index.to_string())
+}
+
 fn stage(staging: &Path, files: &[OutFile]) -> Result<(), EmitError> {
-    let mut created = HashSet::new();
-    for file in files {
-        let path = staging.join(&file.relative);
-        if let Some(parent) = path.parent()
-            && created.insert(parent.to_path_buf())
-        {
-            create_private_dir(parent)?;
-        }
+    create_private_dir(staging)?;
+    for (index, file) in files.iter().enumerate() {
+        let path = staged_name(staging, index);
         let mut handle = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -332,8 +409,16 @@ fn stage(staging: &Path, files: &[OutFile]) -> Result<(), EmitError> {
             .map_err(error("writing", &path))?;
         fault_point();
         // The umask may have cleared bits of the requested mode.
-        fs::set_permissions(&path, fs::Permissions::from_mode(file.mode()))
-            .map_err(error("setting the mode of", &path))?;
+        let mode = handle
+            .metadata()
+            .map_err(error("reading the mode of", &path))?
+            .permissions()
+            .mode();
+        if mode & 0o777 != file.mode() {
+            handle
+                .set_permissions(fs::Permissions::from_mode(file.mode()))
+                .map_err(error("setting the mode of", &path))?;
+        }
     }
     Ok(())
 }
@@ -346,18 +431,22 @@ fn commit(
     files: &[OutFile],
 ) -> Result<usize, EmitError> {
     let mut replaced = 0;
-    let mut created = HashSet::new();
-    for file in files {
+    let mut checked = HashSet::new();
+    let mut backup_dirs = HashSet::new();
+    for (index, file) in files.iter().enumerate() {
         let target = out.join(&file.relative);
-        check_no_symlink(out, &target)?;
         if let Some(parent) = target.parent()
-            && created.insert(parent.to_path_buf())
+            && !checked.contains(parent)
         {
+            check_no_symlink(out, &target)?;
             create_private_dir(parent)?;
+            checked.insert(parent.to_path_buf());
         }
         if target.exists() {
             let saved = backup.join(&file.relative);
-            if let Some(parent) = saved.parent() {
+            if let Some(parent) = saved.parent()
+                && backup_dirs.insert(parent.to_path_buf())
+            {
                 create_private_dir(parent)?;
             }
             if fs::hard_link(&target, &saved).is_err() {
@@ -366,7 +455,7 @@ fn commit(
             fault_point();
             replaced += 1;
         }
-        fs::rename(staging.join(&file.relative), &target)
+        fs::rename(staged_name(staging, index), &target)
             .map_err(error("renaming into place", &target))?;
         fault_point();
     }
@@ -392,7 +481,7 @@ mod tests {
                 secret: false,
             },
         ];
-        write_all(dir.path(), &files, &[], "t1").unwrap();
+        write_all(dir.path(), &files, &[], "t1", &Seen::default()).unwrap();
         let mode = |p: &str| {
             fs::metadata(dir.path().join(p))
                 .unwrap()
@@ -422,11 +511,75 @@ mod tests {
             contents: b"c".to_vec(),
             secret: false,
         }];
-        write_all(dir.path(), &files, &[], "t1").unwrap();
-        let written = write_all(dir.path(), &files, &[], "t2").unwrap();
+        write_all(dir.path(), &files, &[], "t1", &Seen::default()).unwrap();
+        let written = write_all(dir.path(), &files, &[], "t2", &Seen::default()).unwrap();
         assert!(written.changed.is_empty());
         assert_eq!(written.unchanged, 1);
         assert!(written.backup.is_none());
+    }
+
+    #[test]
+    fn seen_file_with_other_mode_is_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let public = OutFile {
+            relative: "pki/a.key".into(),
+            contents: b"k".to_vec(),
+            secret: false,
+        };
+        write_all(
+            dir.path(),
+            std::slice::from_ref(&public),
+            &[],
+            "t1",
+            &Seen::default(),
+        )
+        .unwrap();
+        let mut seen = Seen::default();
+        let read = seen.read(dir.path(), Path::new("pki/a.key")).unwrap();
+        assert_eq!(read.as_deref(), Some(&b"k"[..]));
+        let secret = OutFile {
+            secret: true,
+            ..public.clone()
+        };
+        assert_eq!(changed_files(dir.path(), &[public], &seen).len(), 0);
+        assert_eq!(changed_files(dir.path(), &[secret], &seen).len(), 1);
+    }
+
+    #[test]
+    fn missing_file_is_not_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seen = Seen::default();
+        let read = seen.read(dir.path(), Path::new("pki/none.crt")).unwrap();
+        assert!(read.is_none());
+        let file = OutFile {
+            relative: "pki/none.crt".into(),
+            contents: Vec::new(),
+            secret: false,
+        };
+        assert_eq!(changed_files(dir.path(), &[file], &seen).len(), 1);
+    }
+
+    #[test]
+    fn files_in_many_directories_land_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<OutFile> = (0..20)
+            .map(|i| OutFile {
+                relative: format!("nodes/node-{i}/pki/kubelet.key").into(),
+                contents: format!("key {i}").into_bytes(),
+                secret: true,
+            })
+            .collect();
+        let written = write_all(dir.path(), &files, &[], "t1", &Seen::default()).unwrap();
+        assert_eq!(written.changed.len(), 20);
+        for (i, file) in files.iter().enumerate() {
+            let bytes = fs::read(dir.path().join(&file.relative)).unwrap();
+            assert_eq!(bytes, format!("key {i}").into_bytes());
+        }
+        let staging = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".pkic-staging"));
+        assert!(!staging, "staging directory left behind");
     }
 
     #[test]
@@ -442,8 +595,8 @@ mod tests {
             contents: b"new".to_vec(),
             secret: false,
         }];
-        write_all(dir.path(), &old, &[], "t1").unwrap();
-        let written = write_all(dir.path(), &new, &[], "t2").unwrap();
+        write_all(dir.path(), &old, &[], "t1", &Seen::default()).unwrap();
+        let written = write_all(dir.path(), &new, &[], "t2", &Seen::default()).unwrap();
         let backup = written.backup.expect("a file was replaced");
         assert_eq!(fs::read(backup.join("pki/a.crt")).unwrap(), b"old");
         assert_eq!(fs::read(dir.path().join("pki/a.crt")).unwrap(), b"new");

@@ -14,7 +14,7 @@ use crate::graph::Graph;
 use crate::issue::{self, Issued};
 use crate::manifest::{self, Variables};
 use crate::model::{self, Model};
-use crate::progress::Progress;
+use crate::progress::{Progress, Stopwatch};
 use crate::render::{self, KubeconfigMode, Templates};
 use crate::rollout;
 use crate::state::{self, Action, Plan, Record, Renewal};
@@ -133,7 +133,8 @@ pub fn load(
 pub struct Built {
     pub issued: Issued,
     pub files: Vec<OutFile>,
-    pub public: BTreeMap<String, String>,
+    /// Templates the files were rendered with, for [`public_outputs`].
+    pub templates: Templates,
     pub findings: Vec<Finding>,
     /// Digests of the verifications that passed, kept in the output for the next build.
     pub verified: Verified,
@@ -228,11 +229,8 @@ pub fn compile(
         Templates::load(template_dir.as_deref()).map_err(|e| Failure::Input(e.to_string()))?;
     let rendered = render::render_all(model, &issued, &templates, KubeconfigMode::AsDeclared)
         .map_err(|e| Failure::Input(e.to_string()))?;
-    let path_mode = render::render_all(model, &issued, &templates, KubeconfigMode::PathsOnly)
-        .map_err(|e| Failure::Input(e.to_string()))?;
 
     let files = output_files(model, &issued, &rendered);
-    let public = golden::public_outputs(model, &issued, &path_mode, &files);
     let bar = progress.spinner("verifying chains, kubeconfigs and connections");
     let (findings, verified) = verify::verify(model, &issued, SystemTime::from(now), known);
     bar.finish_and_clear();
@@ -240,9 +238,28 @@ pub fn compile(
         verified,
         issued,
         files,
-        public,
+        templates,
         findings,
     })
+}
+
+/// Returns the public outputs of a compiled build, the files that golden directories
+/// hold: kubeconfigs rendered with file paths, flag files, and the certificate profiles.
+pub fn public_outputs(loaded: &Loaded, built: &Built) -> Result<BTreeMap<String, String>, Failure> {
+    let model = &loaded.model;
+    let path_mode = render::render_all(
+        model,
+        &built.issued,
+        &built.templates,
+        KubeconfigMode::PathsOnly,
+    )
+    .map_err(|e| Failure::Input(e.to_string()))?;
+    Ok(golden::public_outputs(
+        model,
+        &built.issued,
+        &path_mode,
+        &built.files,
+    ))
 }
 
 fn output_files(model: &Model, issued: &Issued, rendered: &[render::Rendered]) -> Vec<OutFile> {
@@ -403,7 +420,9 @@ fn report_findings(findings: &[Finding], reporter: &Reporter) -> Result<(), Fail
 
 /// Runs `pkic build`.
 pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure> {
+    let mut stopwatch = Stopwatch::start();
     let loaded = load(&options.manifest, &options.set, reporter)?;
+    stopwatch.lap("load");
     let now = OffsetDateTime::now_utc();
     let writes = options.check.is_none() && options.update_golden.is_none();
     let progress = Progress::for_build(&loaded.model, reporter.verbosity);
@@ -411,6 +430,7 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
     let plan = decide(&loaded, writes.then_some(options.out.as_path()), now);
     bar.finish_and_clear();
     let plan = plan?;
+    stopwatch.lap("decide");
     if writes && csr::is_waiting(&plan) {
         return write_requests(&loaded, &plan, options, now, reporter);
     }
@@ -428,6 +448,7 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
         &progress,
     )?;
     report_findings(&built.findings, reporter)?;
+    stopwatch.lap("issue, render and verify");
 
     if let Some(dir) = &options.check {
         let expected = golden::read_dir(dir).map_err(|e| {
@@ -436,7 +457,7 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
                 dir.display()
             ))
         })?;
-        let diff = golden::diff(&expected, &built.public);
+        let diff = golden::diff(&expected, &public_outputs(&loaded, &built)?);
         if diff.is_empty() {
             reporter.summary(&format!("[check] public outputs match {}", dir.display()));
             return Ok(());
@@ -450,11 +471,12 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
         )));
     }
     if let Some(dir) = &options.update_golden {
-        golden::write_dir(dir, &built.public)
+        let public = public_outputs(&loaded, &built)?;
+        golden::write_dir(dir, &public)
             .map_err(|e| Failure::Io(format!("cannot write {}: {e}", dir.display())))?;
         reporter.summary(&format!(
             "[golden] wrote {} public outputs to {}",
-            built.public.len(),
+            public.len(),
             dir.display()
         ));
         return Ok(());
@@ -468,9 +490,10 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
     let stamp = backup_stamp(now);
     let reserved = loaded.model.rotation_paths();
     let bar = progress.spinner("writing files");
-    let written = emit::write_all(&options.out, &built.files, &reserved, &stamp);
+    let written = emit::write_all(&options.out, &built.files, &reserved, &stamp, &plan.seen);
     bar.finish_and_clear();
     let written = written.map_err(|e| Failure::Io(e.to_string()))?;
+    stopwatch.lap("write");
     emit::write_state(&options.out, VERIFIED_FILE, &built.verified.to_text())
         .map_err(|e| Failure::Io(e.to_string()))?;
     let signed = csr::signed_list(&loaded.model, &plan);
@@ -511,6 +534,8 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
         bar.finish_and_clear();
         checked?;
     }
+    stopwatch.lap("check");
+    reporter.detail(&stopwatch.line());
     if unchanged {
         reporter.summary(&format!(
             "[build] {} is up to date: no file changed",

@@ -94,7 +94,7 @@ impl Rollout {
 /// Computes the rollout of writing `files` (a compiled build) under `out`.
 pub fn rollout(model: &Model, plan: &Plan, out: &Path, files: &[OutFile]) -> Rollout {
     let installs = model.install_paths();
-    let changed: Vec<&OutFile> = emit::changed_files(out, files);
+    let changed: Vec<&OutFile> = emit::changed_files(out, files, &plan.seen);
     let mut objects = object_changes(model, plan);
     for (key, rotation) in &plan.rotations {
         if let Some(staged) = &rotation.staged {
@@ -373,7 +373,7 @@ pub fn awaiting_signature(
     steps: Vec<String>,
 ) -> Rollout {
     let installs = model.install_paths();
-    let changed: Vec<&OutFile> = emit::changed_files(out, files);
+    let changed: Vec<&OutFile> = emit::changed_files(out, files, &plan.seen);
     let file_changes = file_changes(model, out, &changed, &installs, &BTreeMap::new())
         .into_iter()
         .map(|mut change| {

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rayon::prelude::*;
@@ -18,6 +19,7 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::diag::Diagnostic;
+use crate::emit::Seen;
 use crate::model::{KeyAlgorithm, Model, San, Subject, Usage, values::format_duration};
 use crate::x509::{algorithm_of_spki, found_subject, key_algorithm_of, public_key_of_pem};
 pub use crate::x509::{found_sans, key_matches};
@@ -81,6 +83,9 @@ impl Decision {
 pub struct Plan {
     pub decisions: BTreeMap<String, Decision>,
     pub rotations: BTreeMap<String, RotationPlan>,
+    /// Leaf certificate and key files as read while deciding, for the write to compare
+    /// with instead of reading them again.
+    pub seen: Seen,
 }
 
 impl Plan {
@@ -151,6 +156,7 @@ pub fn decide(
         now,
         renewal,
         backdate: model.backdate,
+        seen: Mutex::new(Seen::default()),
     };
     let record = Record::read(out);
     let external = crate::csr::External::read(model, out, now, renewal);
@@ -214,6 +220,7 @@ pub fn decide(
             Err(error) => errors.push(error),
         }
     }
+    plan.seen = reader.seen.into_inner().expect("no panic while locked");
     if errors.is_empty() {
         Ok(plan)
     } else {
@@ -226,6 +233,7 @@ struct Reader<'a> {
     now: OffsetDateTime,
     renewal: Renewal,
     backdate: Duration,
+    seen: Mutex<Seen>,
 }
 
 /// A certificate and key as found on disk.
@@ -239,12 +247,32 @@ impl Reader<'_> {
     /// Reads a certificate and its key; a file that exists but cannot be read is an error,
     /// never mistaken for a missing one.
     fn read(&self, cert: &Path, key: &Path) -> Result<Found, String> {
-        let cert = read_text(&self.out.join(cert))?
+        let cert = self
+            .read_seen(cert)?
             .and_then(|text| pem::parse(text).ok())
             .filter(|p| p.tag() == "CERTIFICATE")
             .map(|p| p.contents().to_vec());
-        let key = read_text(&self.out.join(key))?;
+        let key = self.read_seen(key)?;
         Ok(Found { cert, key })
+    }
+
+    /// Reads a file like [`read_text`] and keeps its bytes and mode in `seen`.
+    fn read_seen(&self, relative: &Path) -> Result<Option<String>, String> {
+        let mut seen = Seen::default();
+        let path = self.out.join(relative);
+        let bytes = seen
+            .read(self.out, relative)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        self.seen
+            .lock()
+            .expect("no panic while locked")
+            .extend(seen);
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
     }
 
     fn decide_ca(&self, model: &Model, id: &str, plan: &Plan) -> Result<Decision, Diagnostic> {

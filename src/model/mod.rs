@@ -988,7 +988,7 @@ pub(crate) fn reference_help<'b>(
 
 /// Rejects two objects that would write the same output file.
 fn check_unique_outputs(checker: &mut Checker, model: &Model) {
-    let mut owners: BTreeMap<PathBuf, String> = BTreeMap::new();
+    let mut owners: HashMap<PathBuf, String> = HashMap::new();
     let mut files: Vec<(String, &OutputFile)> = Vec::new();
     for ca in &model.cas {
         files.push((format!("ca.{}.cert-file", ca.id), &ca.cert_file));
