@@ -240,10 +240,7 @@ fn write_files(
     let nothing_seen = Seen::default();
     let seen = complete.unwrap_or(&nothing_seen);
     let complete = complete.is_some();
-    let changed: Vec<OutFile> = changed_files(out, files, seen)
-        .into_iter()
-        .cloned()
-        .collect();
+    let changed: Vec<&OutFile> = changed_files(out, files, seen);
     let stale = match complete {
         true => stale_files(out, files, reserved),
         false => Vec::new(),
@@ -270,13 +267,14 @@ fn write_files(
     }
     let mut list = listed.join("\n");
     list.push('\n');
+    let list_file = OutFile {
+        relative: OUTPUT_LIST.into(),
+        contents: list.into_bytes(),
+        secret: false,
+    };
     let mut staged = changed.clone();
-    if fs::read_to_string(out.join(OUTPUT_LIST)).ok().as_deref() != Some(list.as_str()) {
-        staged.push(OutFile {
-            relative: OUTPUT_LIST.into(),
-            contents: list.into_bytes(),
-            secret: false,
-        });
+    if fs::read(out.join(OUTPUT_LIST)).ok().as_deref() != Some(list_file.contents.as_slice()) {
+        staged.push(&list_file);
     }
     if !staged.is_empty() {
         let staging = out.join(format!(".pkic-staging-{}", std::process::id()));
@@ -301,7 +299,7 @@ fn write_files(
     if !staged.is_empty() || !stale.is_empty() {
         sync_file_system(out)?;
     }
-    written.changed = changed.into_iter().map(|f| f.relative).collect();
+    written.changed = changed.into_iter().map(|f| f.relative.clone()).collect();
     written.removed = stale;
     Ok(written)
 }
@@ -394,7 +392,7 @@ fn staged_name(staging: &Path, index: usize) -> PathBuf {
     staging.join(index.to_string())
 }
 
-fn stage(staging: &Path, files: &[OutFile]) -> Result<(), EmitError> {
+fn stage(staging: &Path, files: &[&OutFile]) -> Result<(), EmitError> {
     create_private_dir(staging)?;
     for (index, file) in files.iter().enumerate() {
         let path = staged_name(staging, index);
@@ -428,7 +426,7 @@ fn commit(
     out: &Path,
     staging: &Path,
     backup: &Path,
-    files: &[OutFile],
+    files: &[&OutFile],
 ) -> Result<usize, EmitError> {
     let mut replaced = 0;
     let mut checked = HashSet::new();
