@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use time::OffsetDateTime;
 
+use crate::check::store::KnownFiles;
 use crate::csr;
 use crate::diag::{Diagnostic, Located, Severity, Source};
 use crate::emit::{self, OutFile};
@@ -19,6 +20,7 @@ use crate::render::{self, KubeconfigMode, Templates};
 use crate::rollout;
 use crate::state::{self, Action, Plan, Record, Renewal};
 use crate::verify::{self, Finding, Verified};
+use crate::x509::SignatureProofs;
 use crate::{Reporter, golden};
 
 /// Cause of a failed run, each mapped to one exit code.
@@ -138,6 +140,8 @@ pub struct Built {
     pub findings: Vec<Finding>,
     /// Digests of the verifications that passed, kept in the output for the next build.
     pub verified: Verified,
+    /// The signatures the verified chains are made of, for the check of the written tree.
+    pub proofs: SignatureProofs,
 }
 
 /// File in the output directory that keeps [`Verified`] between builds.
@@ -232,14 +236,15 @@ pub fn compile(
 
     let files = output_files(model, &issued, &rendered);
     let bar = progress.spinner("verifying chains, kubeconfigs and connections");
-    let (findings, verified) = verify::verify(model, &issued, SystemTime::from(now), known);
+    let verification = verify::verify(model, &issued, SystemTime::from(now), known);
     bar.finish_and_clear();
     Ok(Built {
-        verified,
+        verified: verification.verified,
+        proofs: verification.proofs,
         issued,
         files,
         templates,
-        findings,
+        findings: verification.findings,
     })
 }
 
@@ -342,9 +347,10 @@ fn check_written(
     loaded: &Loaded,
     out: &Path,
     now: OffsetDateTime,
+    prior: crate::check::Prior,
     reporter: &Reporter,
 ) -> Result<(), Failure> {
-    let findings = crate::check::check_built(out, &loaded.model, now)
+    let findings = crate::check::check_built(out, &loaded.model, now, prior)
         .map_err(|e| Failure::Io(format!("cannot check {}: {e}", out.display())))?;
     let mut errors = Vec::new();
     for finding in &findings {
@@ -528,9 +534,20 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
         ));
     }
     let unchanged = written.changed.is_empty() && written.removed.is_empty();
+    let file_count = built.files.len();
     if !unchanged || options.out.join(CHECK_ERRORS_FILE).exists() {
         let bar = progress.spinner("checking the written tree");
-        let checked = check_written(&loaded, &options.out, now, reporter);
+        // Every output is on disk now with the bytes of `built.files`, so the check
+        // reads them from memory.
+        let prior = crate::check::Prior {
+            proofs: std::mem::take(&mut built.proofs),
+            files: KnownFiles::new(
+                std::mem::take(&mut built.files)
+                    .into_iter()
+                    .map(|file| (file.relative, file.contents)),
+            ),
+        };
+        let checked = check_written(&loaded, &options.out, now, prior, reporter);
         bar.finish_and_clear();
         checked?;
     }
@@ -547,7 +564,7 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
     reporter.summary(&format!(
         "[build] wrote {} of {} files to {}; the manifest declares {}, {}, {}, {}, {} and {}",
         written.changed.len(),
-        built.files.len(),
+        file_count,
         options.out.display(),
         count(model.cas.len(), "CA"),
         count(model.bundles.len(), "bundle"),

@@ -14,10 +14,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use webpki::{EndEntityCert, KeyUsage};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::diag::Severity;
 use crate::issue::Issued;
 use crate::model::{Cert, Component, FlagFile, Kubeconfig, Model, San};
+use crate::x509::SignatureProofs;
 
 /// One problem found in a built PKI, with a stable id.
 #[derive(Debug, Clone)]
@@ -69,6 +71,9 @@ struct Verifier<'a> {
     cache: Mutex<HashMap<String, Result<(), String>>>,
     known: &'a Verified,
     passed: Mutex<HashSet<String>>,
+    /// The subject (DER) of every CA certificate, by CA id.
+    ca_subjects: HashMap<&'a str, Vec<u8>>,
+    proofs: Mutex<SignatureProofs>,
 }
 
 /// Digests of verifications that succeeded: the leaf, its trust anchors, the purpose and
@@ -93,15 +98,26 @@ impl Verified {
     }
 }
 
-/// Runs every check at time `now` and returns the findings, with the digests of every
-/// verification that succeeded (those of `known` included).
-pub fn verify(
-    model: &Model,
-    issued: &Issued,
-    now: SystemTime,
-    known: &Verified,
-) -> (Vec<Finding>, Verified) {
+/// What the verify stage found and proved.
+pub struct Verification {
+    pub findings: Vec<Finding>,
+    /// Digests of every verification that succeeded, those of `known` included.
+    pub verified: Verified,
+    /// The signatures that the verified chains are made of.
+    pub proofs: SignatureProofs,
+}
+
+/// Runs every check at time `now`.
+pub fn verify(model: &Model, issued: &Issued, now: SystemTime, known: &Verified) -> Verification {
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let ca_subjects = issued
+        .cas
+        .iter()
+        .filter_map(|(id, ca)| {
+            let (_, cert) = X509Certificate::from_der(&ca.der).ok()?;
+            Some((id.as_str(), cert.subject().as_raw().to_vec()))
+        })
+        .collect();
     let mut verifier = Verifier {
         model,
         issued,
@@ -110,12 +126,17 @@ pub fn verify(
         cache: Mutex::new(HashMap::new()),
         known,
         passed: Mutex::new(HashSet::new()),
+        ca_subjects,
+        proofs: Mutex::new(SignatureProofs::default()),
     };
     verifier.check_chains();
     verifier.check_kubeconfigs();
     verifier.check_flag_connections();
-    let passed = verifier.passed.into_inner().expect("no panic while locked");
-    (verifier.findings, Verified(passed))
+    Verification {
+        findings: verifier.findings,
+        verified: Verified(verifier.passed.into_inner().expect("no panic while locked")),
+        proofs: verifier.proofs.into_inner().expect("no panic while locked"),
+    }
 }
 
 impl Verifier<'_> {
@@ -259,7 +280,7 @@ impl Verifier<'_> {
         if cert.usage.authenticates_client() {
             purposes.push(Purpose::Client);
         }
-        purposes
+        let findings: Vec<Finding> = purposes
             .iter()
             .filter_map(|purpose| {
                 let error = self
@@ -271,7 +292,38 @@ impl Verifier<'_> {
                     format!("does not verify against its root `{root}`: {error}"),
                 ))
             })
-            .collect()
+            .collect();
+        if findings.is_empty() && !purposes.is_empty() {
+            self.prove_links(cert);
+        }
+        findings
+    }
+
+    /// Records each signature of the chain that a leaf just verified along. The chain
+    /// is certain only when its CAs' subjects differ: with two CAs of one name, the
+    /// verifier may have taken either.
+    fn prove_links(&self, cert: &Cert) {
+        let chain = self.chain_of(&cert.id);
+        let subjects: Option<Vec<&Vec<u8>>> = chain
+            .iter()
+            .map(|id| self.ca_subjects.get(id.as_str()))
+            .collect();
+        let Some(subjects) = subjects else {
+            return;
+        };
+        let distinct = subjects
+            .iter()
+            .enumerate()
+            .all(|(i, subject)| !subjects[i + 1..].contains(subject));
+        if !distinct {
+            return;
+        }
+        let mut ders = vec![self.issued.certs[&cert.id].der.as_slice()];
+        ders.extend(chain.iter().map(|id| self.issued.cas[id].der.as_slice()));
+        let mut proofs = self.proofs.lock().expect("no panic while locked");
+        for link in ders.windows(2) {
+            proofs.insert(link[0], link[1]);
+        }
     }
 
     fn apiserver_flags(&self) -> Option<&FlagFile> {

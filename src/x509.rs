@@ -206,6 +206,35 @@ pub fn found_sans(cert: &X509Certificate) -> Vec<San> {
         .collect()
 }
 
+/// Signatures proven earlier in the same process: pairs of a certificate and the
+/// certificate whose key signed it, each pair kept as the SHA-256 of both DER
+/// encodings. The build's verify stage fills it, and the check of the tree the build
+/// wrote skips the signature checks it holds.
+#[derive(Debug, Default)]
+pub struct SignatureProofs(std::collections::HashSet<[u8; 32]>);
+
+impl SignatureProofs {
+    fn link(child: &[u8], issuer: &[u8]) -> [u8; 32] {
+        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        context.update(&(child.len() as u64).to_be_bytes());
+        context.update(child);
+        context.update(issuer);
+        let mut link = [0; 32];
+        link.copy_from_slice(context.finish().as_ref());
+        link
+    }
+
+    /// Records that the key of the certificate `issuer` (DER) signed `child` (DER).
+    pub fn insert(&mut self, child: &[u8], issuer: &[u8]) {
+        self.0.insert(Self::link(child, issuer));
+    }
+
+    /// True when the signature of `child` by `issuer` was proven.
+    pub fn contains(&self, child: &[u8], issuer: &[u8]) -> bool {
+        !self.0.is_empty() && self.0.contains(&Self::link(child, issuer))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +258,15 @@ mod tests {
             let (pem, public) = generated(algorithm);
             assert_eq!(public_key_of_pem(&pem), Some(public), "{algorithm:?}");
         }
+    }
+
+    #[test]
+    fn signature_proofs_keep_the_direction_and_the_boundary() {
+        let mut proofs = SignatureProofs::default();
+        proofs.insert(b"leaf", b"ca");
+        assert!(proofs.contains(b"leaf", b"ca"));
+        assert!(!proofs.contains(b"ca", b"leaf"));
+        assert!(!proofs.contains(b"lea", b"fca"));
+        assert!(!proofs.contains(b"leaf", b"other-ca"));
     }
 }

@@ -24,7 +24,7 @@ const BACKDATE: Duration = Duration::from_secs(5 * 60);
 /// Reads `from` and returns the draft manifest. Fails on a tree that is not a PKI and
 /// on a key that does not match its certificate.
 pub(super) fn scan(from: &Path) -> Result<Draft, String> {
-    let tree = load_tree(from, None, &Overrides::default())?;
+    let tree = load_tree(from, None, &Overrides::default(), Default::default())?;
     let prefix = match tree.layout.kind {
         LayoutKind::KubeadmPki => "pki/",
         _ => "",

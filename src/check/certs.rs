@@ -218,7 +218,7 @@ impl Rules<'_> {
                 && self.ctx.store.unique_certs().iter().any(|(_, other)| {
                     other.der != self.cert.der
                         && other.issuer_der == self.cert.subject_der
-                        && other.is_signed_by(self.cert)
+                        && self.ctx.signed(other, self.cert)
                 });
         if issues && self.cert.basic_ca != Some(true) {
             self.push(
@@ -371,12 +371,11 @@ fn key_problems(ctx: &Context, found: &mut Vec<Finding>) {
 }
 
 fn key_mismatches(ctx: &Context, found: &mut Vec<Finding>) {
-    let mut seen = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for pair in ctx.inventory.pairs.iter().chain(&ctx.inventory.signers) {
-        if seen.contains(&(&pair.cert, &pair.key)) {
+        if !seen.insert((&pair.cert, &pair.key)) {
             continue;
         }
-        seen.push((&pair.cert, &pair.key));
         let (Some(cert), Some(key)) = (
             ctx.store.certs(&pair.cert).first(),
             ctx.store.private_key(&pair.key),

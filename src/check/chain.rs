@@ -5,19 +5,27 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
+
 use super::Context;
 use super::findings::{self, Finding};
 use super::x509::CertInfo;
 
 /// Runs every issuer rule.
 pub fn check(ctx: &Context) -> Vec<Finding> {
-    let mut found = Vec::new();
     let certs = ctx.store.unique_certs();
-    for (label, cert) in &certs {
-        if cert.is_self_issued() {
+    // Finding an issuer verifies signatures, the costly part of a check of many nodes,
+    // so the certificates are spread over all cores.
+    let issuers: Vec<Option<Lookup>> = certs
+        .par_iter()
+        .map(|(label, cert)| (!cert.is_self_issued()).then(|| find_issuer(ctx, label, cert)))
+        .collect();
+    let mut found = Vec::new();
+    for ((label, cert), lookup) in certs.iter().zip(issuers) {
+        let Some(lookup) = lookup else {
             continue;
-        }
-        match find_issuer(ctx, label, cert) {
+        };
+        match lookup {
             Lookup::Found(issuer_label, issuer) => {
                 validity_within(label, cert, issuer_label, issuer, &mut found);
                 if !cert.is_ca() {
@@ -62,7 +70,7 @@ fn find_issuer<'a>(ctx: &'a Context, label: &'a str, cert: &CertInfo) -> Lookup<
     if candidates.is_empty() {
         return Lookup::NotFound;
     }
-    match candidates.iter().find(|(_, ca)| cert.is_signed_by(ca)) {
+    match candidates.iter().find(|(_, ca)| ctx.signed(cert, ca)) {
         Some((issuer_label, issuer)) => Lookup::Found(issuer_label, issuer),
         None => Lookup::Stale(candidates),
     }
@@ -248,7 +256,7 @@ fn chain_files(ctx: &Context, found: &mut Vec<Finding>) {
         let ordered = !certs[0].is_ca()
             && certs
                 .windows(2)
-                .all(|w| w[0].issuer_der == w[1].subject_der && w[0].is_signed_by(&w[1]));
+                .all(|w| w[0].issuer_der == w[1].subject_der && ctx.signed(&w[0], &w[1]));
         if !ordered {
             found.push(Finding::new(
                 findings::CHAIN_OUT_OF_ORDER,

@@ -32,13 +32,12 @@ pub struct Row {
 /// Builds the table, leaves first, then CAs, each sorted by name.
 pub fn table(ctx: &Context) -> Vec<Row> {
     let mut rows = Vec::new();
-    let mut seen: Vec<&[u8]> = Vec::new();
+    let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
     for (label, file) in ctx.store.preferred_files() {
         for (index, cert) in file.certs.iter().enumerate() {
-            if seen.contains(&cert.der.as_slice()) {
+            if !seen.insert(cert.der.as_slice()) {
                 continue;
             }
-            seen.push(&cert.der);
             let name = if file.certs.len() > 1 {
                 format!("{label}#{}", index + 1)
             } else {

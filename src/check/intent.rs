@@ -8,7 +8,9 @@
 
 use std::path::Path;
 
+use super::Prior;
 use super::findings::{self, Finding};
+use super::store::KnownFiles;
 use super::x509::CertInfo;
 use crate::model::rotation::Stage;
 use crate::model::{KeyAlgorithm, Model, OutputFile, San, Subject, Usage};
@@ -55,10 +57,12 @@ fn cert_of_file<'m>(model: &'m Model, label: &str) -> Option<&'m crate::model::C
         .find(|c| c.cert_file.relative == Path::new(file))
 }
 
-/// Checks the tree under `root` against `model`.
-pub fn check(root: &Path, model: &Model) -> Vec<Finding> {
+/// Checks the tree under `root` against `model`, with the facts in `prior` from the
+/// build that wrote it.
+pub fn check(root: &Path, model: &Model, prior: &Prior) -> Vec<Finding> {
     let mut intent = Intent {
         root,
+        files: &prior.files,
         found: Vec::new(),
     };
     for ca in &model.cas {
@@ -97,6 +101,7 @@ pub fn check(root: &Path, model: &Model) -> Vec<Finding> {
         intent.usage(&leaf.cert_file, &object, &cert, leaf.usage);
         if let Some(issuer) = model.ca(&leaf.issuer)
             && let Some(issuer_cert) = intent.read(&issuer.cert_file)
+            && !prior.proofs.contains(&cert.der, &issuer_cert.der)
             && !cert.is_signed_by(&issuer_cert)
         {
             intent.differs(
@@ -128,6 +133,7 @@ pub fn check(root: &Path, model: &Model) -> Vec<Finding> {
 
 struct Intent<'a> {
     root: &'a Path,
+    files: &'a KnownFiles,
     found: Vec<Finding>,
 }
 
@@ -137,7 +143,7 @@ impl Intent<'_> {
     }
 
     fn present(&mut self, file: &OutputFile, object: &str) -> bool {
-        if self.root.join(&file.relative).is_file() {
+        if self.files.is_file(self.root, &file.relative) {
             return true;
         }
         let label = Self::label(file);
@@ -151,7 +157,10 @@ impl Intent<'_> {
     }
 
     fn read(&self, file: &OutputFile) -> Option<CertInfo> {
-        let bytes = std::fs::read(self.root.join(&file.relative)).ok()?;
+        if let Some(known) = self.files.certs(&file.relative) {
+            return known.certs.first().cloned();
+        }
+        let bytes = self.files.read(self.root, &file.relative).ok()?;
         let block = pem::parse(bytes).ok()?;
         CertInfo::parse(block.contents()).ok()
     }

@@ -2,6 +2,9 @@
 //! belongs to which certificate, and which files are CA files or a signer's. It comes
 //! from the component flags, the map file and the files on disk.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 use walkdir::WalkDir;
 
 use super::findings::Finding;
@@ -53,6 +56,8 @@ pub struct Inventory {
     /// Private keys that sign service-account tokens.
     pub sa_sign: Vec<TrustUse>,
     pub notes: Vec<Finding>,
+    /// Positions in `uses` by file, made on the first lookup once loading is done.
+    uses_by_label: OnceLock<HashMap<String, Vec<usize>>>,
 }
 
 /// Certificate flags: component, certificate flag, key flag, role and usage.
@@ -283,7 +288,19 @@ impl Inventory {
             if !matches!(extension, "crt" | "pem" | "cer" | "key") {
                 continue;
             }
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            // A file already read with certificates in it needs no second read.
+            if store
+                .cert_files
+                .get(&label)
+                .is_some_and(|f| !f.certs.is_empty())
+            {
+                continue;
+            }
+            let text = store
+                .known
+                .read(&root, relative)
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .unwrap_or_default();
             if text.contains("-----BEGIN CERTIFICATE-----") {
                 store.add_cert_file(&label, None);
             } else if text.contains("PRIVATE KEY-----") {
@@ -291,9 +308,14 @@ impl Inventory {
                 keys.push(label);
             }
         }
+        let paired: std::collections::HashSet<String> = self
+            .pairs
+            .iter()
+            .chain(&self.signers)
+            .map(|p| p.key.clone())
+            .collect();
         for key in keys {
-            if self.pairs.iter().any(|p| p.key == key) || self.signers.iter().any(|p| p.key == key)
-            {
+            if paired.contains(&key) {
                 continue;
             }
             let candidates = [
@@ -317,7 +339,21 @@ impl Inventory {
 
     /// Returns the uses of one certificate file.
     pub fn uses_of<'a>(&'a self, label: &'a str) -> impl Iterator<Item = &'a CertUse> + 'a {
-        self.uses.iter().filter(move |u| u.label == label)
+        let index = self.uses_by_label.get_or_init(|| {
+            let mut index: HashMap<String, Vec<usize>> = HashMap::new();
+            for (position, cert_use) in self.uses.iter().enumerate() {
+                index
+                    .entry(cert_use.label.clone())
+                    .or_default()
+                    .push(position);
+            }
+            index
+        });
+        index
+            .get(label)
+            .into_iter()
+            .flatten()
+            .map(|&position| &self.uses[position])
     }
 
     pub fn is_trusted_file(&self, label: &str) -> bool {

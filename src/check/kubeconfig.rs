@@ -102,7 +102,7 @@ pub fn load(
                  names them",
             )
         };
-        let text = match std::fs::read_to_string(layout.root.join(label)) {
+        let text = match store.known.read_to_string(&layout.root, Path::new(label)) {
             Ok(text) => text,
             Err(e) => {
                 problems.push(invalid(format!("cannot read the kubeconfig: {e}")));

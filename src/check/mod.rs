@@ -9,12 +9,14 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use crate::Reporter;
 use crate::pipeline::{self, Failure, Format};
+use crate::x509::SignatureProofs;
 
 mod certs;
 mod chain;
@@ -45,7 +47,8 @@ pub use findings::{Finding, Level};
 use inventory::Inventory;
 use kubeconfig::Kubeconfig;
 use layout::{Layout, Resolved};
-use store::Store;
+use store::{KnownFiles, Store};
+use x509::CertInfo;
 
 /// Parses an RFC 3339 time for `--at`.
 pub fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
@@ -84,9 +87,25 @@ pub struct Context {
     pub now: i64,
     pub at: Option<i64>,
     pub warn_within: i64,
+    /// Facts from the build that wrote the tree.
+    pub prior: Arc<Prior>,
+}
+
+/// Facts a build hands to the check of the tree it has just written: the signatures
+/// its verify stage proved, and the bytes of the files it wrote or found unchanged.
+#[derive(Debug, Default)]
+pub struct Prior {
+    pub proofs: SignatureProofs,
+    pub files: KnownFiles,
 }
 
 impl Context {
+    /// True when the key of `issuer` signed `cert`: proven by the build that wrote the
+    /// tree, or verified now.
+    pub fn signed(&self, cert: &CertInfo, issuer: &CertInfo) -> bool {
+        self.prior.proofs.contains(&cert.der, &issuer.der) || cert.is_signed_by(issuer)
+    }
+
     /// Returns the apiserver's serving certificate file.
     pub fn serving_cert(&self) -> Option<String> {
         self.apiserver_trust("tls-cert-file")
@@ -117,9 +136,10 @@ pub(crate) fn load_tree(
     dir: &std::path::Path,
     map: Option<&std::path::Path>,
     overrides: &Overrides,
+    known: KnownFiles,
 ) -> Result<Tree, String> {
     let layout = discover::discover(dir, map, overrides)?;
-    let mut store = Store::new(dir);
+    let mut store = Store::new(dir, known);
     let mut inventory = Inventory::default();
     let (kubeconfigs, mut found) = kubeconfig::load(&layout, &mut store, &mut inventory);
     inventory.add_flags(&layout, &mut store);
@@ -137,14 +157,23 @@ pub(crate) fn load_tree(
 }
 
 /// Loads the tree under `options.dir` and runs every rule at `now`.
-fn inspect(options: &CheckOptions, now: OffsetDateTime) -> Result<report::Report, String> {
+fn inspect(
+    options: &CheckOptions,
+    now: OffsetDateTime,
+    prior: Arc<Prior>,
+) -> Result<report::Report, String> {
     let Tree {
         layout,
         store,
         inventory,
         kubeconfigs,
         mut found,
-    } = load_tree(&options.dir, options.map.as_deref(), &options.overrides)?;
+    } = load_tree(
+        &options.dir,
+        options.map.as_deref(),
+        &options.overrides,
+        prior.files.clone(),
+    )?;
     let ctx = Context {
         layout,
         store,
@@ -153,6 +182,7 @@ fn inspect(options: &CheckOptions, now: OffsetDateTime) -> Result<report::Report
         now: now.unix_timestamp(),
         at: options.at.map(OffsetDateTime::unix_timestamp),
         warn_within: options.warn_within.as_secs() as i64,
+        prior,
     };
     found.extend(certs::check(&ctx));
     found.extend(chain::check(&ctx));
@@ -205,11 +235,13 @@ fn print_report(text: &str) -> Result<(), Failure> {
 }
 
 /// Runs every rule, and the manifest's intent, on the tree that `pkic build` wrote for
-/// `model` under `out`. Returns the errors and warnings, notes left out.
+/// `model` under `out`, with the facts in `prior`. Returns the errors and warnings,
+/// notes left out.
 pub fn check_built(
     out: &std::path::Path,
     model: &crate::model::Model,
     now: OffsetDateTime,
+    prior: Prior,
 ) -> Result<Vec<Finding>, String> {
     let options = CheckOptions {
         dir: out.to_path_buf(),
@@ -222,8 +254,14 @@ pub fn check_built(
         manifest: None,
         set: BTreeMap::new(),
     };
-    let mut findings = inspect(&options, now)?.findings;
-    findings.extend(intent::check(out, model));
+    prior.files.parse_ahead();
+    let prior = Arc::new(prior);
+    let (inspected, intended) = rayon::join(
+        || inspect(&options, now, prior.clone()),
+        || intent::check(out, model, &prior),
+    );
+    let mut findings = inspected?.findings;
+    findings.extend(intended);
     intent::lower_declared_choices(&mut findings, model);
     findings.retain(|f| f.level != Level::Note);
     Ok(findings)
@@ -232,12 +270,15 @@ pub fn check_built(
 /// Runs `pkic check`: prints the report on stdout and fails when it has an error, or a
 /// warning under `--strict`.
 pub fn run(options: &CheckOptions, reporter: &Reporter) -> Result<(), Failure> {
-    let mut report = inspect(options, OffsetDateTime::now_utc()).map_err(Failure::Input)?;
+    let mut report =
+        inspect(options, OffsetDateTime::now_utc(), Arc::default()).map_err(Failure::Input)?;
     if let Some(manifest) = &options.manifest {
         let loaded = pipeline::load(manifest, &options.set, reporter)?;
-        report
-            .findings
-            .extend(intent::check(&options.dir, &loaded.model));
+        report.findings.extend(intent::check(
+            &options.dir,
+            &loaded.model,
+            &Prior::default(),
+        ));
         intent::lower_declared_choices(&mut report.findings, &loaded.model);
         report.summary = report::Summary::count(&report.findings);
     }

@@ -3,8 +3,12 @@
 //! Every entry is keyed by its label: the path relative to the checked directory, or
 //! `FILE: FIELD` for data embedded in a kubeconfig.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use rayon::prelude::*;
 
 use super::keys::{KeyRead, read_private_key, read_public_keys};
 use super::x509::{CertInfo, PublicKeyInfo};
@@ -35,10 +39,112 @@ pub struct KeyFile {
     pub origin: Option<String>,
 }
 
+/// Files whose bytes are known without reading them. The build hands the check of its
+/// tree the files it has just written or found on disk byte for byte, so that check
+/// opens only the files the build did not make.
+#[derive(Debug, Default, Clone)]
+pub struct KnownFiles(Arc<Known>);
+
+#[derive(Debug, Default)]
+struct Known {
+    files: HashMap<PathBuf, Vec<u8>>,
+    parsed: OnceLock<Parsed>,
+}
+
+/// Known files parsed as certificates or as a private key, by label.
+#[derive(Debug, Default)]
+struct Parsed {
+    certs: HashMap<String, CertFile>,
+    keys: HashMap<String, KeyRead>,
+}
+
+impl KnownFiles {
+    pub fn new(files: impl IntoIterator<Item = (PathBuf, Vec<u8>)>) -> KnownFiles {
+        KnownFiles(Arc::new(Known {
+            files: files.into_iter().collect(),
+            parsed: OnceLock::new(),
+        }))
+    }
+
+    /// Returns the certificates of a known file, parsed once for every reader.
+    pub fn certs(&self, relative: &Path) -> Option<&CertFile> {
+        self.parsed().certs.get(relative.to_string_lossy().as_ref())
+    }
+
+    /// Parses the known certificates and keys now, on all cores, rather than on the
+    /// first lookup.
+    pub fn parse_ahead(&self) {
+        self.parsed();
+    }
+
+    fn parsed(&self) -> &Parsed {
+        self.0.parsed.get_or_init(|| self.parse_all())
+    }
+
+    /// Returns the bytes of `relative` under `root`, known or read from disk.
+    pub fn read(&self, root: &Path, relative: &Path) -> std::io::Result<Cow<'_, [u8]>> {
+        match self.0.files.get(relative) {
+            Some(bytes) => Ok(Cow::Borrowed(bytes)),
+            None => std::fs::read(root.join(relative)).map(Cow::Owned),
+        }
+    }
+
+    /// Returns the text of `relative` under `root`, known or read from disk.
+    pub fn read_to_string(&self, root: &Path, relative: &Path) -> std::io::Result<String> {
+        let bytes = self.read(root, relative)?;
+        String::from_utf8(bytes.into_owned())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    /// Parses, on all cores, every known file whose name ends in `.crt`, `.pem`, `.cer`
+    /// or `.key`: as certificates when it has a certificate block, else as a private
+    /// key when it has one.
+    fn parse_all(&self) -> Parsed {
+        let parsed: Vec<(String, Result<CertFile, KeyRead>)> = self
+            .0
+            .files
+            .par_iter()
+            .filter(|(path, _)| {
+                let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+                matches!(extension, "crt" | "pem" | "cer" | "key")
+            })
+            .filter_map(|(path, bytes)| {
+                let label = path.to_string_lossy().into_owned();
+                let text = String::from_utf8_lossy(bytes);
+                if text.contains("-----BEGIN CERTIFICATE-----") {
+                    Some((label, Ok(parse_cert_pem(bytes))))
+                } else if text.contains("PRIVATE KEY-----") {
+                    Some((label, Err(read_private_key(&text))))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let mut known = Parsed::default();
+        for (label, file) in parsed {
+            match file {
+                Ok(file) => {
+                    known.certs.insert(label, file);
+                }
+                Err(key) => {
+                    known.keys.insert(label, key);
+                }
+            }
+        }
+        known
+    }
+
+    /// True when `relative` is a known file, or a regular file under `root`.
+    pub fn is_file(&self, root: &Path, relative: &Path) -> bool {
+        self.0.files.contains_key(relative) || root.join(relative).is_file()
+    }
+}
+
 /// Every file read for a check.
 #[derive(Debug, Default)]
 pub struct Store {
     pub root: PathBuf,
+    pub known: KnownFiles,
     pub cert_files: BTreeMap<String, CertFile>,
     pub key_files: BTreeMap<String, KeyFile>,
     /// Public key sets of `--service-account-key-file` values.
@@ -51,15 +157,19 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(root: &Path) -> Store {
+    pub fn new(root: &Path, known: KnownFiles) -> Store {
         Store {
             root: root.to_path_buf(),
+            known,
             ..Store::default()
         }
     }
 
     fn read(&self, label: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.root.join(label)).ok()
+        self.known
+            .read(&self.root, Path::new(label))
+            .ok()
+            .map(Cow::into_owned)
     }
 
     /// Reads a certificate file once; `origin` names what refers to it.
@@ -70,8 +180,9 @@ impl Store {
             }
             return;
         }
-        let file = match self.read(label) {
-            Some(bytes) => parse_cert_pem(&bytes),
+        let parsed = self.known.parsed().certs.get(label).cloned();
+        let file = match parsed.or_else(|| self.read(label).map(|bytes| parse_cert_pem(&bytes))) {
+            Some(file) => file,
             None => CertFile {
                 certs: Vec::new(),
                 problem: Some(Problem::Missing),
@@ -96,9 +207,11 @@ impl Store {
         if self.key_files.contains_key(label) {
             return;
         }
-        let read = self
-            .read(label)
-            .map(|bytes| read_private_key(&String::from_utf8_lossy(&bytes)));
+        let parsed = self.known.parsed().keys.get(label).cloned();
+        let read = parsed.or_else(|| {
+            self.read(label)
+                .map(|bytes| read_private_key(&String::from_utf8_lossy(&bytes)))
+        });
         self.key_files.insert(
             label.to_string(),
             KeyFile {
