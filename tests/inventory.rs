@@ -121,3 +121,201 @@ fn duplicate_node_across_manifest_and_inventory_rejected() {
         "{stderr}"
     );
 }
+
+/// Returns the error output of a build that must fail on its input, and checks that the
+/// build wrote nothing.
+fn rejected(dir: &Path, output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(!dir.join("out").exists(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn spreadsheet_csv_expands_nodes() {
+    let cases = [
+        (
+            "byte-order mark",
+            "\u{feff}name,ips\nnode-1,192.0.2.1\nnode-2,192.0.2.2\nnode-3,192.0.2.3\n",
+        ),
+        (
+            "CRLF line ends",
+            "name,ips\r\nnode-1,192.0.2.1\r\nnode-2,192.0.2.2\r\nnode-3,192.0.2.3\r\n",
+        ),
+        (
+            "CR line ends",
+            "name,ips\rnode-1,192.0.2.1\rnode-2,192.0.2.2\rnode-3,192.0.2.3\r",
+        ),
+        (
+            "quoted fields",
+            "\"name\",\"ips\"\n\"node-1\",\"192.0.2.1\"\nnode-2,\"192.0.2.2\"\n\"node-3\",192.0.2.3\n",
+        ),
+        (
+            "quoted comma between values",
+            "name,ips\nnode-1,\"192.0.2.1, 2001:db8::1\"\nnode-2,192.0.2.2\nnode-3,192.0.2.3\n",
+        ),
+        (
+            "line break inside a quoted field",
+            "name,ips\r\nnode-1,\"192.0.2.1\r\n2001:db8::1\"\r\nnode-2,192.0.2.2\r\nnode-3,192.0.2.3\r\n",
+        ),
+        (
+            "blank lines and empty rows",
+            "\nname,ips\n\nnode-1,192.0.2.1\n  \nnode-2,192.0.2.2\n,\nnode-3,192.0.2.3\n\n",
+        ),
+        (
+            "no trailing newline",
+            "name,ips\r\nnode-1,192.0.2.1\r\nnode-2,192.0.2.2\r\nnode-3,192.0.2.3",
+        ),
+        (
+            "all at once",
+            "\u{feff}\"name\",\"ips\",\"dns\",\"roles\"\r\n\"node-1\",\"192.0.2.1;2001:db8::1\",\"n1.example.test\",\"worker\"\r\n\r\n\"node-2\",\"192.0.2.2\",\"\",\"\"\r\n,,,\r\nnode-3,192.0.2.3,,",
+        ),
+    ];
+    for (case, csv) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let output = build(dir.path(), "nodes.csv", csv);
+        assert!(
+            output.status.success(),
+            "{case}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_three_nodes(dir.path(), &output);
+    }
+}
+
+#[test]
+fn csv_doubled_quote_is_one_quote() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "name,ips\n\"node\"\"1\",192.0.2.1\n";
+
+    let stderr = rejected(dir.path(), &build(dir.path(), "nodes.csv", csv));
+
+    assert!(stderr.contains("nodes.csv:2.name"), "{stderr}");
+    assert!(stderr.contains("`node\"1`"), "{stderr}");
+}
+
+#[test]
+fn csv_unterminated_quote_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "name,ips\r\nnode-1,\"192.0.2.1\r\nnode-2,192.0.2.2\r\n";
+
+    let stderr = rejected(dir.path(), &build(dir.path(), "nodes.csv", csv));
+
+    assert!(
+        stderr.contains("node-inventory: nodes.csv:2:8: field `ips` opens a quote"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`\"192.0.2.1`"), "{stderr}");
+    assert!(stderr.contains("help: close the quote"), "{stderr}");
+}
+
+#[test]
+fn csv_text_after_closing_quote_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "name,ips\nnode-1,\"192.0.2.1\"x\n";
+
+    let stderr = rejected(dir.path(), &build(dir.path(), "nodes.csv", csv));
+
+    assert!(
+        stderr.contains("nodes.csv:2:19: field `ips` has `x` after its closing quote"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn csv_quote_inside_unquoted_field_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "name,ips\nnode-1,192.0\"2.1\n";
+
+    let stderr = rejected(dir.path(), &build(dir.path(), "nodes.csv", csv));
+
+    assert!(
+        stderr.contains("nodes.csv:2:13: field `ips` contains a quote"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("help: enclose the whole field"), "{stderr}");
+}
+
+#[test]
+fn csv_row_with_extra_field_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "name,ips\nnode-1,192.0.2.1,192.0.2.9\n";
+
+    let stderr = rejected(dir.path(), &build(dir.path(), "nodes.csv", csv));
+
+    assert!(
+        stderr.contains("nodes.csv:2:18: the row has 3 fields, but the header on line 1 names 2 columns (name, ips)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("extra field is `192.0.2.9`"), "{stderr}");
+    assert!(stderr.contains("double quotes"), "{stderr}");
+}
+
+#[test]
+fn csv_row_with_missing_field_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "name,ips,dns\nnode-1,192.0.2.1,\nnode-2,192.0.2.2\n";
+
+    let stderr = rejected(dir.path(), &build(dir.path(), "nodes.csv", csv));
+
+    assert!(
+        stderr.contains("nodes.csv:3:17: the row has 2 fields, but the header on line 1 names 3 columns (name, ips, dns)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("column `dns` is missing"), "{stderr}");
+}
+
+#[test]
+fn csv_unknown_column_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "name,ip\nnode-1,192.0.2.1\n";
+
+    let stderr = rejected(dir.path(), &build(dir.path(), "nodes.csv", csv));
+
+    assert!(
+        stderr.contains("nodes.csv:1:6: unknown column `ip` in the header"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `ips`?"), "{stderr}");
+}
+
+#[test]
+fn csv_semicolon_separated_header_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "name;ips\nnode-1;192.0.2.1\n";
+
+    let stderr = rejected(dir.path(), &build(dir.path(), "nodes.csv", csv));
+
+    assert!(
+        stderr.contains("nodes.csv:1:1: unknown column `name;ips` in the header"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("separated by `,`"), "{stderr}");
+}
+
+#[test]
+fn csv_without_name_column_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "ips,dns\n192.0.2.1,n1.example.test\n";
+
+    let stderr = rejected(dir.path(), &build(dir.path(), "nodes.csv", csv));
+
+    assert!(
+        stderr.contains("nodes.csv:1: the header has no `name` column"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("help: add a `name` column"), "{stderr}");
+}
+
+#[test]
+fn csv_repeated_column_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "name,ips,ips\nnode-1,192.0.2.1,192.0.2.2\n";
+
+    let stderr = rejected(dir.path(), &build(dir.path(), "nodes.csv", csv));
+
+    assert!(
+        stderr.contains("nodes.csv:1:10: column `ips` appears twice in the header"),
+        "{stderr}"
+    );
+}
