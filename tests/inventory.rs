@@ -319,3 +319,70 @@ fn csv_repeated_column_rejected() {
         "{stderr}"
     );
 }
+
+#[test]
+fn utf16_inventory_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = vec![0xff, 0xfe];
+    for unit in "name,ips\r\nnode-1,192.0.2.1\r\n".encode_utf16() {
+        bytes.extend(unit.to_le_bytes());
+    }
+    fs::write(dir.path().join("nodes.csv"), &bytes).unwrap();
+    fs::write(
+        dir.path().join("pki.toml"),
+        MANIFEST.replace("INVENTORY", "nodes.csv"),
+    )
+    .unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_pkic"))
+        .args(["build", "-o", "out"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+
+    let stderr = rejected(dir.path(), &output);
+    assert!(stderr.contains("nodes.csv is UTF-16 text"), "{stderr}");
+    assert!(stderr.contains("UTF-8"), "{stderr}");
+}
+
+#[test]
+fn toml_entry_error_names_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "[[node]]\nname = \"node-1\"\nips = [\"192.0.2.1\"]\n\n[[node]]\nname = \"node-2\"\nips = [\"192.0.2.300\"]\n";
+
+    let stderr = rejected(dir.path(), &build(dir.path(), "nodes.toml", toml));
+
+    assert!(stderr.contains("nodes.toml:5.ips[0]"), "{stderr}");
+    assert!(
+        stderr.contains("invalid IP address `192.0.2.300`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn toml_syntax_error_names_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "[[node]]\nname = \"node-1\"\nip = [\"192.0.2.1\"]\n";
+
+    let stderr = rejected(dir.path(), &build(dir.path(), "nodes.toml", toml));
+
+    assert!(
+        stderr.contains("nodes.toml:3:1: unknown field `ip`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("TOML parse error"), "{stderr}");
+}
+
+#[test]
+fn json_syntax_error_names_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = "[{\"name\": \"node-1\",\n  \"ips\": [\"192.0.2.1\"],}]";
+
+    let stderr = rejected(dir.path(), &build(dir.path(), "nodes.json", json));
+
+    assert!(
+        stderr.contains("nodes.json:2:24: trailing comma"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("at line 2 column 24"), "{stderr}");
+}
