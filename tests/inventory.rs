@@ -386,3 +386,23 @@ fn json_syntax_error_names_line_and_column() {
     );
     assert!(!stderr.contains("at line 2 column 24"), "{stderr}");
 }
+
+#[test]
+fn node_name_must_be_dns_subdomain() {
+    for name in ["Node-1", "node_1", "-node-1", "node-1.", "node..1"] {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = format!("name,ips\n{name},192.0.2.1\n");
+
+        let stderr = rejected(dir.path(), &build(dir.path(), "nodes.csv", &csv));
+
+        assert!(
+            stderr.contains(&format!("nodes.csv:2.name: invalid node name `{name}`")),
+            "{name}: {stderr}"
+        );
+        assert!(
+            stderr.contains("a Kubernetes node name must be a DNS-1123 subdomain"),
+            "{name}: {stderr}"
+        );
+        assert!(stderr.contains("such as `worker-1`"), "{name}: {stderr}");
+    }
+}

@@ -786,13 +786,14 @@ fn check_nodes(checker: &mut Checker) -> Vec<Node> {
     let mut nodes = Vec::with_capacity(entries.len());
     let mut first_path: BTreeMap<String, String> = BTreeMap::new();
     for (path, raw) in &entries {
-        if let Err(message) = values::check_dns_name(&raw.name, false) {
-            checker
-                .error(
-                    format!("{path}.name"),
-                    format!("invalid node name: {message}"),
-                )
-                .help = Some("use the node's host name, such as `worker-1`".into());
+        if let Err(message) = values::check_node_name(&raw.name) {
+            let suggestion = values::suggest_node_name(&raw.name)
+                .map(|name| format!("did you mean `{name}`? "))
+                .unwrap_or_default();
+            checker.error(format!("{path}.name"), message).help = Some(format!(
+                "{suggestion}use lower-case letters, digits and `-`, in labels separated by \
+                 `.`, such as `worker-1` or `worker-1.example.com`"
+            ));
         }
         if let Some(first) = first_path.get(&raw.name) {
             checker
