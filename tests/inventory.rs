@@ -28,12 +28,14 @@ role = "kubelet-serving"
 "#;
 
 fn build(dir: &Path, inventory: &str, text: &str) -> Output {
+    build_with_nodes(dir, inventory, text, "")
+}
+
+/// Builds with `nodes` (`[[node]]` tables) appended to the manifest.
+fn build_with_nodes(dir: &Path, inventory: &str, text: &str, nodes: &str) -> Output {
     fs::write(dir.join(inventory), text).unwrap();
-    fs::write(
-        dir.join("pki.toml"),
-        MANIFEST.replace("INVENTORY", inventory),
-    )
-    .unwrap();
+    let manifest = MANIFEST.replace("INVENTORY", inventory) + nodes;
+    fs::write(dir.join("pki.toml"), manifest).unwrap();
     Command::new(env!("CARGO_BIN_EXE_pkic"))
         .args(["build", "-o", "out"])
         .current_dir(dir)
@@ -105,21 +107,6 @@ fn bad_csv_entry_names_file_and_line() {
         "{stderr}"
     );
     assert!(!dir.path().join("out").exists());
-}
-
-#[test]
-fn duplicate_node_across_manifest_and_inventory_rejected() {
-    let dir = tempfile::tempdir().unwrap();
-    let csv = "name,ips\nnode-1,192.0.2.1\nnode-1,192.0.2.2\n";
-
-    let output = build(dir.path(), "nodes.csv", csv);
-
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("duplicate node name `node-1`: it is also the name of nodes.csv:2"),
-        "{stderr}"
-    );
 }
 
 /// Returns the error output of a build that must fail on its input, and checks that the
@@ -385,6 +372,80 @@ fn json_syntax_error_names_line_and_column() {
         "{stderr}"
     );
     assert!(!stderr.contains("at line 2 column 24"), "{stderr}");
+}
+
+#[test]
+fn duplicate_node_within_inventory_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "name,ips\nnode-1,192.0.2.1\nnode-1,192.0.2.2\n";
+
+    let stderr = rejected(dir.path(), &build(dir.path(), "nodes.csv", csv));
+
+    assert!(
+        stderr.contains(
+            "nodes.csv:3.name: duplicate node name `node-1`: it is also the name of nodes.csv:2"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn duplicate_node_across_manifest_and_inventory_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "name,ips\nnode-2,192.0.2.2\nnode-1,192.0.2.1\n";
+    let nodes = "\n[[node]]\nname = \"node-1\"\nips = [\"192.0.2.11\"]\n";
+
+    let output = build_with_nodes(dir.path(), "nodes.csv", csv, nodes);
+
+    let stderr = rejected(dir.path(), &output);
+    assert!(
+        stderr.contains(
+            "pki.toml:23:8: error: node[0].name: duplicate node name `node-1`: it is also the name of nodes.csv:3"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("share one node identity"), "{stderr}");
+}
+
+#[test]
+fn duplicate_ip_within_inventory_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "name,ips\nnode-1,192.0.2.1\nnode-2,2001:db8::2\nnode-3,192.0.2.3 2001:DB8:0::2\n";
+
+    let stderr = rejected(dir.path(), &build(dir.path(), "nodes.csv", csv));
+
+    assert!(
+        stderr.contains(
+            "nodes.csv:4.ips[1]: IP address `2001:DB8:0::2` of node `node-3` is also an address of node `node-2` (nodes.csv:3)"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("help: give each node its own"), "{stderr}");
+}
+
+#[test]
+fn duplicate_ip_across_manifest_and_inventory_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "name,ips\nnode-1,192.0.2.1\nnode-2,::ffff:192.0.2.11\n";
+    let nodes = "\n[[node]]\nname = \"node-0\"\nips = [\"192.0.2.11\"]\n";
+
+    let output = build_with_nodes(dir.path(), "nodes.csv", csv, nodes);
+
+    let stderr = rejected(dir.path(), &output);
+    assert!(
+        stderr.contains(
+            "pki.toml:24:8: error: node[0].ips[0]: IP address `192.0.2.11` of node `node-0` is also an address of node `node-2` (nodes.csv:3)"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn shared_loopback_ip_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "name,ips\nnode-1,127.0.0.1 ::1\nnode-2,127.0.0.1 ::1\nnode-3,::ffff:127.0.0.1\n";
+    let output = build(dir.path(), "nodes.csv", csv);
+    assert_three_nodes(dir.path(), &output);
 }
 
 #[test]
