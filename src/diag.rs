@@ -76,17 +76,22 @@ impl Source {
 
     /// Returns the 1-based line and column of a byte offset.
     pub fn line_column(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = self.text[line_start..offset].chars().count() + 1;
-        (line, column)
+        line_column(&self.text, offset)
     }
 
     fn line_text(&self, line: usize) -> &str {
         self.text.lines().nth(line - 1).unwrap_or("")
     }
+}
+
+/// Returns the 1-based line and column (in characters) of a byte offset in `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..offset].chars().count() + 1;
+    (line, column)
 }
 
 /// A diagnostic bound to its source, ready for display.

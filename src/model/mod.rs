@@ -784,30 +784,38 @@ fn check_nodes(checker: &mut Checker) -> Vec<Node> {
     entries.extend(inventory::load(checker));
     let first_inventory_diagnostic = checker.diagnostics.len();
     let mut nodes = Vec::with_capacity(entries.len());
-    let mut first_path: BTreeMap<String, String> = BTreeMap::new();
+    let mut names: HashMap<&str, Claim> = HashMap::new();
+    let mut addresses: HashMap<IpAddr, Claim> = HashMap::new();
     for (path, raw) in &entries {
-        if let Err(message) = values::check_dns_name(&raw.name, false) {
-            checker
-                .error(
-                    format!("{path}.name"),
-                    format!("invalid node name: {message}"),
-                )
-                .help = Some("use the node's host name, such as `worker-1`".into());
-        }
-        if let Some(first) = first_path.get(&raw.name) {
-            checker
-                .error(
-                    format!("{path}.name"),
-                    format!(
-                        "duplicate node name `{}`: it is also the name of {first}",
-                        raw.name
-                    ),
-                )
-                .help = Some("give each node its own name, or remove the copy".into());
-        } else {
-            first_path.insert(raw.name.clone(), path.clone());
+        if let Err(message) = values::check_node_name(&raw.name) {
+            let suggestion = values::suggest_node_name(&raw.name)
+                .map(|name| format!("did you mean `{name}`? "))
+                .unwrap_or_default();
+            checker.error(format!("{path}.name"), message).help = Some(format!(
+                "{suggestion}use lower-case letters, digits and `-`, in labels separated by \
+                 `.`, such as `worker-1` or `worker-1.example.com`"
+            ));
         }
         let ips = check_node_ips(checker, path, raw);
+        let name = Claim {
+            entry: path,
+            field: format!("{path}.name"),
+            node: &raw.name,
+            value: &raw.name,
+        };
+        let duplicate = names.contains_key(raw.name.as_str());
+        if let Some(first) = names.get(raw.name.as_str()) {
+            let help = "give each node its own name, or remove the copy";
+            report_shared(checker, first, &name, help, |at, other| {
+                format!(
+                    "duplicate node name `{}`: it is also the name of {}",
+                    at.value, other.entry
+                )
+            });
+        } else {
+            names.insert(&raw.name, name);
+            claim_addresses(checker, &mut addresses, path, raw, &ips);
+        }
         for (j, name) in raw.dns.iter().enumerate() {
             if let Err(message) = values::check_dns_name(name, false) {
                 checker.error(format!("{path}.dns[{j}]"), message).help = Some(
@@ -815,9 +823,14 @@ fn check_nodes(checker: &mut Checker) -> Vec<Node> {
                 );
             }
         }
+        if duplicate {
+            // The copy stays out of the model, so that its certificates add no errors
+            // about a second node with the same identity.
+            continue;
+        }
         nodes.push(Node {
             name: raw.name.clone(),
-            ips,
+            ips: ips.into_iter().map(|(_, ip)| ip).collect(),
             dns: raw.dns.clone(),
             roles: raw.roles.clone().unwrap_or_else(|| vec!["worker".into()]),
         });
@@ -826,11 +839,83 @@ fn check_nodes(checker: &mut Checker) -> Vec<Node> {
     nodes
 }
 
-fn check_node_ips(checker: &mut Checker, path: &str, raw: &RawNode) -> Vec<IpAddr> {
+/// Records the addresses of a node, and reports each one that another node already
+/// claimed. IPv4-mapped IPv6 addresses count as the IPv4 address they carry. Loopback
+/// addresses are exempt because every host has them, so a node may list 127.0.0.1 or
+/// ::1 for clients on the node itself, and test setups run several nodes on one host.
+fn claim_addresses<'e>(
+    checker: &mut Checker,
+    addresses: &mut HashMap<IpAddr, Claim<'e>>,
+    path: &'e str,
+    raw: &'e RawNode,
+    ips: &[(usize, IpAddr)],
+) {
+    for &(j, ip) in ips {
+        if ip.to_canonical().is_loopback() {
+            continue;
+        }
+        let claim = Claim {
+            entry: path,
+            field: format!("{path}.ips[{j}]"),
+            node: &raw.name,
+            value: &raw.ips[j],
+        };
+        let Some(first) = addresses.get(&ip.to_canonical()) else {
+            addresses.insert(ip.to_canonical(), claim);
+            continue;
+        };
+        if first.entry == path {
+            continue;
+        }
+        let help = "give each node its own addresses, and list all addresses of one node \
+                    in its own `ips`";
+        report_shared(checker, first, &claim, help, |at, other| {
+            format!(
+                "IP address `{}` of node `{}` is also an address of node `{}` ({})",
+                at.value, at.node, other.node, other.entry
+            )
+        });
+    }
+}
+
+/// A node's claim to a name or an IP address, which no other node may share.
+struct Claim<'e> {
+    /// Path of the node: `node[0]` for a `[[node]]` table, `nodes.csv:12` for an
+    /// inventory entry.
+    entry: &'e str,
+    /// Path of the field that makes the claim.
+    field: String,
+    node: &'e str,
+    /// The value as written.
+    value: &'e str,
+}
+
+/// Reports a name or address that two nodes claim, at the later claim. When the earlier
+/// claim is a `[[node]]` table and the later one an inventory entry, the table takes the
+/// error instead. The message then points at a line of the manifest and names the
+/// inventory's line.
+fn report_shared(
+    checker: &mut Checker,
+    earlier: &Claim,
+    later: &Claim,
+    help: &str,
+    message: impl Fn(&Claim, &Claim) -> String,
+) {
+    let in_manifest = |claim: &Claim| claim.entry.starts_with("node[");
+    let (at, other) = if in_manifest(earlier) && !in_manifest(later) {
+        (earlier, later)
+    } else {
+        (later, earlier)
+    };
+    checker.error(at.field.clone(), message(at, other)).help = Some(help.into());
+}
+
+/// Parses a node's IP addresses, as (index in `ips`, address) pairs of the valid ones.
+fn check_node_ips(checker: &mut Checker, path: &str, raw: &RawNode) -> Vec<(usize, IpAddr)> {
     let mut ips = Vec::new();
     for (j, text) in raw.ips.iter().enumerate() {
         match text.parse::<IpAddr>() {
-            Ok(ip) => ips.push(ip),
+            Ok(ip) => ips.push((j, ip)),
             Err(_) => {
                 checker
                     .error(

@@ -207,6 +207,73 @@ fn check_uri(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a Kubernetes node name, which the API server requires to be a DNS-1123
+/// subdomain: at most 253 characters of lower-case letters, digits, `-` and `.`, with each
+/// dot-separated label starting and ending with a letter or digit. The name is also a DNS
+/// SAN of the node's certificates, so the rules of [`check_dns_name`] apply as well. They
+/// add RFC 1123's 63-character label limit and reject names of digits only.
+pub fn check_node_name(name: &str) -> Result<(), String> {
+    if let Some(reason) = dns_1123_subdomain_violation(name) {
+        return Err(format!(
+            "invalid node name `{name}`: a Kubernetes node name must be a DNS-1123 \
+             subdomain, but {reason}"
+        ));
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    let numeric = |label: &&str| label.chars().all(|c| c.is_ascii_digit());
+    let reason = if let Some(label) = labels.iter().find(|l| l.len() > 63) {
+        format!("label `{label}` is longer than the 63 characters of a DNS label")
+    } else if labels.iter().all(numeric) {
+        "it is all digits and dots, like an IPv4 address".to_string()
+    } else if labels.last().is_some_and(numeric) {
+        "its last label is all digits, which TLS libraries reject".to_string()
+    } else {
+        return check_dns_name(name, false)
+            .map_err(|message| format!("invalid node name `{name}`: {message}"));
+    };
+    Err(format!(
+        "invalid node name `{name}`: the node's certificates carry it as a DNS name, but \
+         {reason}"
+    ))
+}
+
+/// Returns why a name is not a DNS-1123 subdomain, or `None` when it is one.
+fn dns_1123_subdomain_violation(name: &str) -> Option<String> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    if name.is_empty() || name.len() > 253 {
+        return Some(format!("it has {} characters, not 1 to 253", name.len()));
+    }
+    if let Some(c) = name.chars().find(|&c| !allowed(c)) {
+        return Some(format!(
+            "`{c}` is not a lower-case letter, digit, `-` or `.`"
+        ));
+    }
+    let label = name
+        .split('.')
+        .find(|l| l.is_empty() || l.starts_with('-') || l.ends_with('-'))?;
+    if label.is_empty() {
+        Some("it starts or ends with `.` or has two `.` in a row".to_string())
+    } else {
+        Some(format!("label `{label}` starts or ends with `-`"))
+    }
+}
+
+/// Returns a valid node name close to an invalid one: lower case, `_` and white space
+/// as `-`, and no `-` or `.` at either end.
+pub fn suggest_node_name(name: &str) -> Option<String> {
+    let lower: String = name
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '_' | ' ' | '\t' => '-',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect();
+    let suggestion = lower.trim_matches(['-', '.']).to_string();
+    let changed = suggestion != name;
+    (changed && check_node_name(&suggestion).is_ok()).then_some(suggestion)
+}
+
 /// Checks a DNS name as RFC 1123 host names; `allow_wildcard` permits a leading `*.`.
 pub fn check_dns_name(text: &str, allow_wildcard: bool) -> Result<(), String> {
     let name = match text.strip_prefix("*.") {
@@ -365,6 +432,58 @@ mod tests {
         assert!(San::parse("-lead.example").is_err());
         assert!(San::parse("a..b").is_err());
         assert!(San::parse("has space").is_err());
+    }
+
+    #[test]
+    fn node_names_checked_as_dns_1123_subdomains() {
+        for valid in ["worker-1", "worker-1.example.com", "a", "node1", "1node"] {
+            assert_eq!(check_node_name(valid), Ok(()), "{valid}");
+        }
+        let long_name = vec!["a".repeat(63); 5].join(".");
+        let subdomain_cases = [
+            ("", "it has 0 characters, not 1 to 253"),
+            (long_name.as_str(), "it has 319 characters"),
+            ("Worker-1", "`W` is not a lower-case letter"),
+            ("worker_1", "`_` is not a lower-case letter"),
+            ("worker-1.", "starts or ends with `.`"),
+            ("a..b", "two `.` in a row"),
+            ("-worker", "label `-worker` starts or ends with `-`"),
+        ];
+        for (name, reason) in subdomain_cases {
+            let error = check_node_name(name).unwrap_err();
+            assert!(
+                error.starts_with(&format!("invalid node name `{name}`: ")),
+                "{error}"
+            );
+            assert!(
+                error.contains("must be a DNS-1123 subdomain, but"),
+                "{error}"
+            );
+            assert!(error.contains(reason), "{name}: {error}");
+        }
+        let long_label = "a".repeat(64);
+        let certificate_cases = [
+            (
+                long_label.as_str(),
+                "is longer than the 63 characters of a DNS label",
+            ),
+            ("10.0.0.1", "it is all digits and dots"),
+            ("1234", "it is all digits and dots"),
+            ("worker.1", "its last label is all digits"),
+        ];
+        for (name, reason) in certificate_cases {
+            let error = check_node_name(name).unwrap_err();
+            assert!(error.contains("carry it as a DNS name, but"), "{error}");
+            assert!(error.contains(reason), "{name}: {error}");
+        }
+    }
+
+    #[test]
+    fn node_name_suggestions() {
+        assert_eq!(suggest_node_name("Worker_1"), Some("worker-1".into()));
+        assert_eq!(suggest_node_name("worker-1."), Some("worker-1".into()));
+        assert_eq!(suggest_node_name("worker-1"), None);
+        assert_eq!(suggest_node_name("wörker"), None);
     }
 
     #[test]
