@@ -77,6 +77,28 @@ pub fn create_private_dir(dir: &Path) -> Result<(), EmitError> {
         .map_err(error("creating directory", dir))
 }
 
+/// Creates `dir` and its missing parents with mode 0700, skipping those in `existing`,
+/// and adds each to `existing`, so that a write of many files calls mkdir once per
+/// directory.
+fn create_dirs(dir: &Path, existing: &mut HashSet<PathBuf>) -> Result<(), EmitError> {
+    if existing.contains(dir) {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        create_dirs(parent, existing)?;
+    }
+    match DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            return Err(error("creating directory", dir)(e));
+        }
+        _ => {}
+    }
+    existing.insert(dir.to_path_buf());
+    Ok(())
+}
+
 /// Changes made by one write.
 #[derive(Debug, Default)]
 pub struct Written {
@@ -234,13 +256,19 @@ fn write_files(
     stamp: &str,
     complete: Option<&Seen>,
 ) -> Result<Written, EmitError> {
+    // In an output directory that this build creates, every file is new: nothing is
+    // compared with the disk, backed up, or checked for symbolic links.
+    let fresh = !out.exists();
     create_private_dir(out)?;
     let _lock = lock(out)?;
     remove_stale_staging(out);
     let nothing_seen = Seen::default();
     let seen = complete.unwrap_or(&nothing_seen);
     let complete = complete.is_some();
-    let changed: Vec<&OutFile> = changed_files(out, files, seen);
+    let changed: Vec<&OutFile> = match fresh {
+        true => files.iter().collect(),
+        false => changed_files(out, files, seen),
+    };
     let stale = match complete {
         true => stale_files(out, files, reserved),
         false => Vec::new(),
@@ -282,7 +310,7 @@ fn write_files(
         // before any rename exposes it, at the cost of one sync instead of one per file.
         let result = stage(&staging, &staged)
             .and_then(|()| sync_file_system(&staging))
-            .and_then(|()| commit(out, &staging, &backup, &staged));
+            .and_then(|()| commit(out, &staging, &backup, &staged, fresh));
         let _ = fs::remove_dir_all(&staging);
         let replaced = result?;
         written.backup = (replaced > 0).then(|| backup.clone());
@@ -427,20 +455,22 @@ fn commit(
     staging: &Path,
     backup: &Path,
     files: &[&OutFile],
+    fresh: bool,
 ) -> Result<usize, EmitError> {
     let mut replaced = 0;
-    let mut checked = HashSet::new();
+    let mut checked = HashSet::from([out.to_path_buf()]);
     let mut backup_dirs = HashSet::new();
     for (index, file) in files.iter().enumerate() {
         let target = out.join(&file.relative);
         if let Some(parent) = target.parent()
             && !checked.contains(parent)
         {
-            check_no_symlink(out, &target)?;
-            create_private_dir(parent)?;
-            checked.insert(parent.to_path_buf());
+            if !fresh {
+                check_no_symlink(out, &target)?;
+            }
+            create_dirs(parent, &mut checked)?;
         }
-        if target.exists() {
+        if !fresh && target.exists() {
             let saved = backup.join(&file.relative);
             if let Some(parent) = saved.parent()
                 && backup_dirs.insert(parent.to_path_buf())
