@@ -535,17 +535,18 @@ pub fn build(options: &BuildOptions, reporter: &Reporter) -> Result<(), Failure>
     }
     let unchanged = written.changed.is_empty() && written.removed.is_empty();
     let file_count = built.files.len();
+    // The keys and certificates in memory and the bytes read by the decision are not
+    // needed any more; freeing them before the check keeps the peak memory of a large
+    // build down.
+    let Built { files, proofs, .. } = built;
+    drop(plan);
     if !unchanged || options.out.join(CHECK_ERRORS_FILE).exists() {
         let bar = progress.spinner("checking the written tree");
-        // Every output is on disk now with the bytes of `built.files`, so the check
-        // reads them from memory.
+        // Every output is on disk now with the bytes of `files`, so the check reads
+        // them from memory.
         let prior = crate::check::Prior {
-            proofs: std::mem::take(&mut built.proofs),
-            files: KnownFiles::new(
-                std::mem::take(&mut built.files)
-                    .into_iter()
-                    .map(|file| (file.relative, file.contents)),
-            ),
+            proofs,
+            files: KnownFiles::new(files.into_iter().map(|file| (file.relative, file.contents))),
         };
         let checked = check_written(&loaded, &options.out, now, prior, reporter);
         bar.finish_and_clear();

@@ -3,9 +3,10 @@
 //! from the component flags, the map file and the files on disk.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use walkdir::WalkDir;
+use rayon::prelude::*;
 
 use super::findings::Finding;
 use super::layout::{Component, Layout, Resolved};
@@ -58,6 +59,37 @@ pub struct Inventory {
     pub notes: Vec<Finding>,
     /// Positions in `uses` by file, made on the first lookup once loading is done.
     uses_by_label: OnceLock<HashMap<String, Vec<usize>>>,
+}
+
+/// Returns the regular files under `root` (paths relative to it) below the directory
+/// `relative`, sorted by path, leaving out names that begin with a dot and symbolic
+/// links. Directories are read on all cores: a tree of 10,000 nodes has 20,000.
+fn regular_files(root: &Path, relative: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(root.join(relative)) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        match entry.file_type() {
+            Ok(kind) if kind.is_file() => files.push(relative.join(name)),
+            Ok(kind) if kind.is_dir() => dirs.push(relative.join(name)),
+            _ => {}
+        }
+    }
+    let nested: Vec<Vec<PathBuf>> = dirs
+        .par_iter()
+        .map(|dir| regular_files(root, dir))
+        .collect();
+    files.extend(nested.into_iter().flatten());
+    if relative.as_os_str().is_empty() {
+        files.sort();
+    }
+    files
 }
 
 /// Certificate flags: component, certificate flag, key flag, role and usage.
@@ -271,18 +303,9 @@ impl Inventory {
     /// certificates by name (`x.crt` and `x.key`, `x.pem` and `x-key.pem`).
     pub fn add_other_files(&mut self, store: &mut Store) {
         let root = store.root.clone();
-        let walker = WalkDir::new(&root)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
         let mut keys = Vec::new();
-        for entry in walker
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_file())
-        {
-            let Ok(relative) = entry.path().strip_prefix(&root) else {
-                continue;
-            };
+        for relative in regular_files(&root, Path::new("")) {
+            let relative = relative.as_path();
             let label = relative.to_string_lossy().to_string();
             let extension = relative.extension().and_then(|e| e.to_str()).unwrap_or("");
             if !matches!(extension, "crt" | "pem" | "cer" | "key") {
