@@ -330,10 +330,10 @@ class Report:
                 measured_text = f"{measured:.1f} {unit}"
             if met:
                 verdict = "met"
-            elif higher_is_better:
-                verdict = f"missed by {limit / measured:.1f}x"
             else:
-                verdict = f"missed by {measured / limit:.1f}x"
+                shortfall = limit / measured if higher_is_better else measured / limit
+                percent = (shortfall - 1) * 100
+                verdict = f"missed by {percent:.1f}%" if percent < 10 else f"missed by {percent:.0f}%"
             rows.append([name, measured_text, verdict])
 
         def speedup(other: str):

@@ -110,6 +110,9 @@ pub struct Written {
     pub unchanged: usize,
     /// Directory holding the previous versions of replaced files, if any was replaced.
     pub backup: Option<PathBuf>,
+    /// True when files were renamed into place or moved to the backup and the file
+    /// system has not been flushed since, so that a crash could still undo the renames.
+    pub unflushed: bool,
 }
 
 /// Bytes and permission bits of output files read earlier in the same run, by path
@@ -227,7 +230,8 @@ pub fn stale_files(out: &Path, files: &[OutFile], reserved: &[PathBuf]) -> Vec<P
 
 /// Writes the changed `files` under `out` through a staging directory, backing up each
 /// file it replaces and moving stale files of an earlier build into the backup.
-/// `stamp` names the backup directory.
+/// `stamp` names the backup directory. Every staged file is flushed to disk before its
+/// rename, but the renames are not: call [`flush`] when `unflushed` is set.
 pub fn write_all(
     out: &Path,
     files: &[OutFile],
@@ -238,12 +242,23 @@ pub fn write_all(
     write_files(out, files, reserved, stamp, Some(seen))
 }
 
+/// Flushes the file system of `out` after [`write_all`], which leaves its renames
+/// unflushed so that the caller can overlap the flush with other work.
+pub fn flush(out: &Path) -> Result<(), EmitError> {
+    sync_file_system(out)
+}
+
 /// Writes the changed `files` under `out` like [`write_all`], but leaves every other
 /// file in place: the list of outputs gains these files and loses none, and no stale
 /// file is removed. A build that waits for signed certificates writes its keys and CSRs
 /// with it.
 pub fn write_some(out: &Path, files: &[OutFile], stamp: &str) -> Result<Written, EmitError> {
-    write_files(out, files, &[], stamp, None)
+    let mut written = write_files(out, files, &[], stamp, None)?;
+    if written.unflushed {
+        sync_file_system(out)?;
+        written.unflushed = false;
+    }
+    Ok(written)
 }
 
 /// Writes `files`. When `complete` is `Some`, it contains the files read earlier in the run,
@@ -324,9 +339,7 @@ fn write_files(
         fault_point();
         written.backup = Some(backup.clone());
     }
-    if !staged.is_empty() || !stale.is_empty() {
-        sync_file_system(out)?;
-    }
+    written.unflushed = !staged.is_empty() || !stale.is_empty();
     written.changed = changed.into_iter().map(|f| f.relative.clone()).collect();
     written.removed = stale;
     Ok(written)

@@ -26,7 +26,8 @@ pub enum Problem {
 /// A file of PEM certificates.
 #[derive(Debug, Clone)]
 pub struct CertFile {
-    pub certs: Vec<CertInfo>,
+    /// Shared, so that a parse of a known file serves the store and the intent check.
+    pub certs: Arc<[CertInfo]>,
     pub problem: Option<Problem>,
     /// The first flag or kubeconfig field that names the file, for messages.
     pub origin: Option<String>,
@@ -184,7 +185,7 @@ impl Store {
         let file = match parsed.or_else(|| self.read(label).map(|bytes| parse_cert_pem(&bytes))) {
             Some(file) => file,
             None => CertFile {
-                certs: Vec::new(),
+                certs: Arc::from([]),
                 problem: Some(Problem::Missing),
                 origin: None,
             },
@@ -247,9 +248,7 @@ impl Store {
 
     /// Returns the certificates of a file, empty when it could not be read.
     pub fn certs(&self, label: &str) -> &[CertInfo] {
-        self.cert_files
-            .get(label)
-            .map_or(&[], |f| f.certs.as_slice())
+        self.cert_files.get(label).map_or(&[], |f| &f.certs[..])
     }
 
     /// Returns the public key of a readable private key file.
@@ -275,7 +274,7 @@ impl Store {
         let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
         let mut out = Vec::new();
         for (label, file) in self.preferred_files() {
-            for cert in &file.certs {
+            for cert in file.certs.iter() {
                 if seen.insert(cert.der.as_slice()) {
                     out.push((label.as_str(), cert));
                 }
@@ -323,7 +322,7 @@ impl Store {
 /// Parses the PEM certificates of a file.
 fn parse_cert_pem(bytes: &[u8]) -> CertFile {
     let mut file = CertFile {
-        certs: Vec::new(),
+        certs: Arc::from([]),
         problem: None,
         origin: None,
     };
@@ -345,13 +344,15 @@ fn parse_cert_pem(bytes: &[u8]) -> CertFile {
         file.problem = Some(Problem::NotPem(format!("no CERTIFICATE block, {found}")));
         return file;
     }
+    let mut parsed = Vec::with_capacity(certs.len());
     for (index, block) in certs.iter().enumerate() {
         match CertInfo::parse(block.contents()) {
-            Ok(cert) => file.certs.push(cert),
+            Ok(cert) => parsed.push(cert),
             Err(e) => {
                 file.problem.get_or_insert(Problem::Unparsable(index, e));
             }
         }
     }
+    file.certs = parsed.into();
     file
 }
