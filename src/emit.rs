@@ -435,7 +435,7 @@ fn staged_name(staging: &Path, index: usize) -> PathBuf {
 
 fn stage(staging: &Path, files: &[&OutFile]) -> Result<(), EmitError> {
     create_private_dir(staging)?;
-    for (index, file) in files.iter().enumerate() {
+    files.par_iter().enumerate().try_for_each(|(index, file)| {
         let path = staged_name(staging, index);
         let mut handle = OpenOptions::new()
             .write(true)
@@ -458,8 +458,8 @@ fn stage(staging: &Path, files: &[&OutFile]) -> Result<(), EmitError> {
                 .set_permissions(fs::Permissions::from_mode(file.mode()))
                 .map_err(error("setting the mode of", &path))?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Moves staged files into place; returns how many replaced an existing file.
