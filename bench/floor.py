@@ -5,7 +5,7 @@ any tool writing the same files pays.
 Reads LIST, one `SIZE<TAB>RELATIVE_PATH` line per file (as `find -printf
 '%s\t%P\n'` prints them), and writes that many bytes to each path under OUT_DIR,
 creating the parent directories. With --fsync, each file is also flushed to disk
-before it is closed, as pkic does.
+before it is closed, as a tool that makes each file durable on its own does.
 """
 
 import argparse
