@@ -116,3 +116,28 @@ fn error_list_rechecked_when_unchanged() {
         "a clean tree kept the error list"
     );
 }
+
+/// The check after a build takes the files the build wrote from memory, and reads the
+/// rest of the tree from disk: a certificate and key put there by hand are checked too.
+#[test]
+fn files_the_build_did_not_write_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = fixture("small-ecdsa.toml");
+    assert!(build(dir.path(), &manifest).status.success());
+    let pki = dir.path().join("out/pki");
+    fs::copy(pki.join("admin.crt"), pki.join("extra.crt")).unwrap();
+    fs::copy(pki.join("apiserver.key"), pki.join("extra.key")).unwrap();
+    let renamed = manifest.replace("${SECOND_NODE:-node-b}", "node-c");
+
+    let output = build(dir.path(), &renamed);
+
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("[check] error[key-mismatch] pki/extra.key"),
+        "{text}"
+    );
+    fs::remove_file(pki.join("extra.key")).unwrap();
+    let fixed = build(dir.path(), &renamed);
+    assert!(fixed.status.success(), "{}", stderr(&fixed));
+}
