@@ -141,3 +141,30 @@ fn files_the_build_did_not_write_are_checked() {
     let fixed = build(dir.path(), &renamed);
     assert!(fixed.status.success(), "{}", stderr(&fixed));
 }
+
+/// A node's key replaced by hand with another node's makes the build reissue the node's
+/// certificate for that key, and the check of the written tree rejects the shared key.
+#[test]
+fn key_copied_from_another_node_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = fixture("small-ecdsa.toml");
+    assert!(build(dir.path(), &manifest).status.success());
+    let nodes = dir.path().join("out/nodes");
+    fs::copy(
+        nodes.join("node-a/pki/kubelet-client.key"),
+        nodes.join("node-b/pki/kubelet-client.key"),
+    )
+    .unwrap();
+
+    let output = build(dir.path(), &manifest);
+
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("[check] error[key-shared] nodes/node-b/pki/kubelet-client.crt"),
+        "{text}"
+    );
+    fs::remove_file(nodes.join("node-b/pki/kubelet-client.key")).unwrap();
+    let fixed = build(dir.path(), &manifest);
+    assert!(fixed.status.success(), "{}", stderr(&fixed));
+}

@@ -30,6 +30,7 @@ const FIRING_TESTS: &[(&str, &str)] = &[
     ("key-unreadable", "key_file_holds_public_key"),
     ("key-encrypted", "key_encrypted_with_passphrase"),
     ("key-mismatch", "key_of_another_certificate"),
+    ("key-shared", "key_shared_by_two_subjects"),
     ("cert-version-1", "runbook_tree_findings"),
     ("expired", "certificate_expired"),
     ("not-yet-valid", "certificate_not_yet_valid"),

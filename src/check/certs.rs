@@ -1,6 +1,7 @@
 //! Per-certificate rules: files that cannot be read, validity, key size, signature
 //! hash, key identifiers, serial numbers, CA and leaf extensions that must fit the
-//! role, SANs of serving certificates, and private keys that must match.
+//! role, SANs of serving certificates, private keys that must match, and key pairs
+//! that certificates of different subjects share.
 
 use super::Context;
 use super::findings::{self, Finding, Kind};
@@ -24,6 +25,7 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
     }
     key_problems(ctx, &mut found);
     key_mismatches(ctx, &mut found);
+    shared_keys(ctx, &mut found);
     found
 }
 
@@ -398,5 +400,37 @@ fn key_mismatches(ctx: &Context, found: &mut Vec<Finding>) {
                 ),
             ));
         }
+    }
+}
+
+/// Reports each certificate whose public key is also the key of a certificate with
+/// another subject, such as a node's kubelet certificate reissued for a key copied from
+/// another node. The holder of that private key can authenticate as both subjects.
+/// Certificates of one subject, such as a CA renewed with its key, may share a key.
+fn shared_keys(ctx: &Context, found: &mut Vec<Finding>) {
+    let mut first_with_key: std::collections::HashMap<&[u8], (&str, &CertInfo)> =
+        std::collections::HashMap::new();
+    for (label, cert) in ctx.store.unique_certs() {
+        let Some(&(first_label, first)) = first_with_key.get(cert.public_key.bits.as_slice())
+        else {
+            first_with_key.insert(&cert.public_key.bits, (label, cert));
+            continue;
+        };
+        if first.subject_der == cert.subject_der {
+            continue;
+        }
+        found.push(Finding::new(
+            findings::KEY_SHARED,
+            Some(label),
+            format!(
+                "{label} ({}) is issued for the same key pair as {first_label} ({}), so the \
+                 holder of that private key can authenticate as both",
+                cert.subject, first.subject
+            ),
+            format!(
+                "give {label} a key of its own: move its key file out of the tree and build \
+                 again, or put back the key it was meant to have"
+            ),
+        ));
     }
 }

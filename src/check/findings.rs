@@ -55,6 +55,8 @@ kinds! {
     KEY_ENCRYPTED = ("key-encrypted", Error,
         "a private key is encrypted, which Kubernetes components cannot read");
     KEY_MISMATCH = ("key-mismatch", Error, "a private key is not the key of its certificate");
+    KEY_SHARED = ("key-shared", Error,
+        "certificates of different subjects are issued for one key pair");
     CERT_VERSION_1 = ("cert-version-1", Warning, "an X.509 v1 certificate has no extensions");
     EXPIRED = ("expired", Error, "a certificate has expired");
     NOT_YET_VALID = ("not-yet-valid", Error, "a certificate is not valid yet");

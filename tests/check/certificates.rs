@@ -93,6 +93,23 @@ fn key_of_another_certificate() {
 }
 
 #[test]
+fn key_shared_by_two_subjects() {
+    let case = Case::new("key-shared-by-two-subjects");
+    let kubelet_client_key = case.tree.read("pki/apiserver-kubelet-client.key");
+    case.tree.write("pki/admin.key", &kubelet_client_key);
+    reissue_admin(&case.tree).ext(CLIENT).existing_key().write();
+    let outcome = case.check(&[]);
+    let messages = outcome.messages("key-shared");
+    assert!(messages.contains("pki/admin.crt"), "{}", outcome.describe());
+    assert!(
+        messages.contains("pki/apiserver-kubelet-client.crt"),
+        "{}",
+        outcome.describe()
+    );
+    assert!(!outcome.has("key-mismatch"), "{}", outcome.describe());
+}
+
+#[test]
 fn certificate_expired() {
     let case = Case::new("certificate-expired");
     reissue_admin(&case.tree)

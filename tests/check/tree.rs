@@ -132,6 +132,7 @@ impl Tree {
             dates: None,
             serial: None,
             digest: "sha256",
+            existing_key: false,
         }
     }
 
@@ -249,6 +250,8 @@ pub struct Issue<'t> {
     dates: Option<(String, String)>,
     serial: Option<String>,
     digest: &'static str,
+    /// Signs the key already at `stem.key` instead of generating one.
+    existing_key: bool,
 }
 
 impl Issue<'_> {
@@ -291,10 +294,18 @@ impl Issue<'_> {
         self
     }
 
-    /// Writes a new key and the certificate.
+    /// Signs the key already at `stem.key` instead of generating a new one.
+    pub fn existing_key(mut self) -> Self {
+        self.existing_key = true;
+        self
+    }
+
+    /// Writes a new key, unless [`Issue::existing_key`] was called, and the certificate.
     pub fn write(self) {
         let tree = self.tree;
-        tree.key(&format!("{}.key", self.stem), self.key);
+        if !self.existing_key {
+            tree.key(&format!("{}.key", self.stem), self.key);
+        }
         let files = self.request();
 
         if let Some((start, end)) = &self.dates {
