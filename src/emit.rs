@@ -271,12 +271,15 @@ fn write_files(
     stamp: &str,
     complete: Option<&Seen>,
 ) -> Result<Written, EmitError> {
-    // In an output directory that this build creates, every file is new: nothing is
-    // compared with the disk, backed up, or checked for symbolic links.
-    let fresh = !out.exists();
     create_private_dir(out)?;
     let _lock = lock(out)?;
     remove_stale_staging(out);
+    // In an output directory that is empty under the lock, every file is new: nothing
+    // is compared with the disk, backed up, or checked for symbolic links.
+    let fresh = fs::read_dir(out)
+        .map_err(error("reading", out))?
+        .next()
+        .is_none();
     let nothing_seen = Seen::default();
     let seen = complete.unwrap_or(&nothing_seen);
     let complete = complete.is_some();
@@ -315,6 +318,19 @@ fn write_files(
         contents: list.into_bytes(),
         secret: false,
     };
+    // Every directory that a rename or a move to the backup goes through is checked
+    // before the first file is written, so a symbolic link leaves the tree untouched.
+    if !fresh {
+        let mut checked = HashSet::new();
+        let targets = changed.iter().map(|f| f.relative.as_path());
+        for relative in targets.chain(stale.iter().map(PathBuf::as_path)) {
+            if let Some(parent) = relative.parent()
+                && checked.insert(parent)
+            {
+                check_no_symlink(out, &out.join(relative))?;
+            }
+        }
+    }
     let mut staged = changed.clone();
     if fs::read(out.join(OUTPUT_LIST)).ok().as_deref() != Some(list_file.contents.as_slice()) {
         staged.push(&list_file);
@@ -471,17 +487,14 @@ fn commit(
     fresh: bool,
 ) -> Result<usize, EmitError> {
     let mut replaced = 0;
-    let mut checked = HashSet::from([out.to_path_buf()]);
+    let mut dirs = HashSet::from([out.to_path_buf()]);
     let mut backup_dirs = HashSet::new();
     for (index, file) in files.iter().enumerate() {
         let target = out.join(&file.relative);
         if let Some(parent) = target.parent()
-            && !checked.contains(parent)
+            && !dirs.contains(parent)
         {
-            if !fresh {
-                check_no_symlink(out, &target)?;
-            }
-            create_dirs(parent, &mut checked)?;
+            create_dirs(parent, &mut dirs)?;
         }
         if !fresh && target.exists() {
             let saved = backup.join(&file.relative);

@@ -222,3 +222,49 @@ fn corrupt_ca_certificate_never_replaced() {
         key_before
     );
 }
+
+/// Replaces `out/nodes/node-b` of a built tree with a symbolic link to a copy of it
+/// outside the tree, and returns the copy.
+#[cfg(unix)]
+fn node_b_behind_link(dir: &Path) -> std::path::PathBuf {
+    let node = dir.join("out/nodes/node-b");
+    let elsewhere = dir.join("elsewhere");
+    fs::rename(&node, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &node).unwrap();
+    elsewhere
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_rejected_before_any_file_changes() {
+    let (dir, manifest) = built();
+    fs::remove_file(dir.path().join("out/pki/admin.crt")).unwrap();
+    let elsewhere = node_b_behind_link(dir.path());
+    fs::remove_file(elsewhere.join("kubelet.conf")).unwrap();
+
+    let output = run(dir.path(), &["build", "-o", "out"], &manifest);
+
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(stderr(&output).contains("symbolic link"));
+    assert!(
+        !dir.path().join("out/pki/admin.crt").exists(),
+        "a file was renamed into place before the link was found"
+    );
+    assert!(!elsewhere.join("kubelet.conf").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn stale_files_not_moved_through_symlink() {
+    let (dir, manifest) = built();
+    let elsewhere = node_b_behind_link(dir.path());
+    let renamed = manifest.replace("${SECOND_NODE:-node-b}", "node-c");
+
+    let output = run(dir.path(), &["build", "-o", "out"], &renamed);
+
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(stderr(&output).contains("symbolic link"));
+    assert!(elsewhere.join("kubelet.conf").is_file());
+    assert!(elsewhere.join("pki/kubelet-client.key").is_file());
+    assert!(!dir.path().join("out/nodes/node-c").exists());
+}
