@@ -82,7 +82,7 @@ fn parse(
     path: &Path,
     file: &str,
 ) -> Result<Vec<(String, RawNode)>, Vec<InventoryError>> {
-    match extension(path) {
+    match extension(path).to_ascii_lowercase().as_str() {
         "csv" => csv::parse(text, file),
         "json" => parse_json(text, file).map_err(|e| vec![e]),
         "toml" => parse_toml(text, file).map_err(|e| vec![e]),
@@ -179,6 +179,17 @@ mod tests {
         let errors = decode(b"name\nn\xe9ud-1\n", "nodes.csv").unwrap_err();
         assert_eq!(errors[0].message, "nodes.csv:2:2: byte 0xe9 is not UTF-8");
         assert!(errors[0].help.contains("UTF-8"), "{}", errors[0].help);
+    }
+
+    #[test]
+    fn upper_case_extension_read() {
+        let nodes = parse(
+            "name,ips\nnode-1,192.0.2.1\n",
+            Path::new("NODES.CSV"),
+            "NODES.CSV",
+        )
+        .unwrap_or_else(|_| panic!("NODES.CSV was rejected"));
+        assert_eq!(nodes.len(), 1);
     }
 
     #[test]
