@@ -195,6 +195,9 @@ fn report_decisions(loaded: &Loaded, plan: &Plan, reporter: &Reporter) {
                 reporter.detail(&format!("[issue] using existing \"{id}\" {what}"));
                 continue;
             }
+            Action::Create if kind == "cert" && decision.reuse_key.is_some() => {
+                format!("[issue] generated \"{id}\" certificate for its existing key ({reasons})")
+            }
             Action::Create => format!("[issue] generated \"{id}\" {what} ({reasons})"),
             Action::Reissue => format!("[issue] reissued \"{id}\" {what}: {reasons}"),
             Action::Renew => format!("[issue] renewed \"{id}\" {what}: {reasons}"),

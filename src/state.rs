@@ -424,7 +424,7 @@ impl Reader<'_> {
         let Some(der) = found.cert else {
             let mut decision = Decision::new(Action::Create, "not on disk");
             if key_algorithm_of(key.as_deref()) == Some(leaf.key.algorithm) {
-                decision.reasons = vec!["certificate missing; its key is kept".into()];
+                decision.reasons = vec!["certificate not on disk".into()];
                 decision.reuse_key = key;
             }
             return Ok(decision);

@@ -99,7 +99,8 @@ pub fn format_residual(seconds: i64) -> String {
     }
     let days = seconds / 86_400;
     if days >= 730 {
-        format!("{}y", days / 365)
+        // Rounded to the nearest year, so that a CA made for 10 years shows 10y, not 9y.
+        format!("{}y", (days + 182) / 365)
     } else if days >= 1 {
         format!("{days}d")
     } else {
@@ -117,6 +118,8 @@ mod tests {
         assert_eq!(format_residual(3 * 3600), "3h");
         assert_eq!(format_residual(364 * 86_400), "364d");
         assert_eq!(format_residual(3650 * 86_400), "10y");
+        assert_eq!(format_residual(3650 * 86_400 - 60), "10y");
+        assert_eq!(format_residual(800 * 86_400), "2y");
     }
 
     #[test]
