@@ -83,6 +83,9 @@ impl Progress {
         let bar = ProgressBar::new_spinner()
             .with_style(style)
             .with_message(phase);
+        // The first draw happens now, not at the first tick of the background thread,
+        // so that a phase shorter than a tick is shown too.
+        bar.tick();
         bar.enable_steady_tick(Duration::from_millis(100));
         bar
     }
