@@ -98,7 +98,7 @@ impl Verified {
     }
 }
 
-/// What the verify stage found and proved.
+/// The findings of the verify stage, and the verifications and signatures it proved.
 pub struct Verification {
     pub findings: Vec<Finding>,
     /// Digests of every verification that succeeded, those of `known` included.

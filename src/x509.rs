@@ -208,8 +208,8 @@ pub fn found_sans(cert: &X509Certificate) -> Vec<San> {
 
 /// Signatures proven earlier in the same process: pairs of a certificate and the
 /// certificate whose key signed it, each pair kept as the SHA-256 of both DER
-/// encodings. The build's verify stage fills it, and the check of the tree the build
-/// wrote skips the signature checks it holds.
+/// encodings. The build's verify stage fills the set, and the check of the tree the
+/// build wrote skips the signature checks the set contains.
 #[derive(Debug, Default)]
 pub struct SignatureProofs(std::collections::HashSet<[u8; 32]>);
 
@@ -261,7 +261,7 @@ mod tests {
     }
 
     #[test]
-    fn signature_proofs_keep_the_direction_and_the_boundary() {
+    fn proofs_keep_direction_and_boundary() {
         let mut proofs = SignatureProofs::default();
         proofs.insert(b"leaf", b"ca");
         assert!(proofs.contains(b"leaf", b"ca"));

@@ -101,8 +101,7 @@ pub fn check(root: &Path, model: &Model, prior: &Prior) -> Vec<Finding> {
         intent.usage(&leaf.cert_file, &object, &cert, leaf.usage);
         if let Some(issuer) = model.ca(&leaf.issuer)
             && let Some(issuer_cert) = intent.read(&issuer.cert_file)
-            && !prior.proofs.contains(&cert.der, &issuer_cert.der)
-            && !cert.is_signed_by(&issuer_cert)
+            && !prior.signed(&cert, &issuer_cert)
         {
             intent.differs(
                 &leaf.cert_file,

@@ -99,11 +99,18 @@ pub struct Prior {
     pub files: KnownFiles,
 }
 
-impl Context {
+impl Prior {
     /// True when the key of `issuer` signed `cert`: proven by the build that wrote the
     /// tree, or verified now.
     pub fn signed(&self, cert: &CertInfo, issuer: &CertInfo) -> bool {
-        self.prior.proofs.contains(&cert.der, &issuer.der) || cert.is_signed_by(issuer)
+        self.proofs.contains(&cert.der, &issuer.der) || cert.is_signed_by(issuer)
+    }
+}
+
+impl Context {
+    /// True when the key of `issuer` signed `cert`, as [`Prior::signed`] decides.
+    pub fn signed(&self, cert: &CertInfo, issuer: &CertInfo) -> bool {
+        self.prior.signed(cert, issuer)
     }
 
     /// Returns the apiserver's serving certificate file.

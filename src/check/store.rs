@@ -40,9 +40,9 @@ pub struct KeyFile {
     pub origin: Option<String>,
 }
 
-/// Files whose bytes are known without reading them. The build hands the check of its
-/// tree the files it has just written or found on disk byte for byte, so that check
-/// opens only the files the build did not make.
+/// Files whose bytes are known without reading them. The build passes the check of its
+/// tree the files it has just written or compared byte for byte with the disk, so the
+/// check opens only the files the build did not make.
 #[derive(Debug, Default, Clone)]
 pub struct KnownFiles(Arc<Known>);
 
